@@ -1,0 +1,1 @@
+"""The lecture's claims as experiments that measure them."""

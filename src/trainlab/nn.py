@@ -1,0 +1,499 @@
+"""Dropout and normalization layers: drop-in replacements for torch's, with the lecture's modes.
+
+The arithmetic runs in ``torch.nn.functional`` kernels (``F.dropout``, ``F.batch_norm``,
+…); trainlab owns the statistics and the modes:
+
+- :class:`Dropout` with ``mode="inverted"`` (torch's) or ``"scale_at_test"`` (the
+  lecture's);
+- :class:`BatchNorm1d`, :class:`BatchNorm2d` with ``stats="running"`` (moving averages,
+  torch's) or ``"exact"`` (whole-training-set statistics from :func:`recalibrate`);
+- :class:`LayerNorm`, :class:`InstanceNorm1d`, :class:`InstanceNorm2d`,
+  :class:`GroupNorm`, which use each sample's own statistics in training and eval alike;
+- :func:`norm_layer`, the factory the model builders call with a config's ``norm:``.
+
+Symbols are the lecture's: h̃ is a layer's input (the hidden state before
+normalization), μ and σ² its mean and variance, ĥ = (h̃ − μ) ⊘ √(σ² + ε), and
+z = γ ⊙ ĥ + β the output with learnable γ (``weight``) and β (``bias``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "Dropout",
+    "DROPOUT_MODES",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BATCH_NORM_STATS",
+    "recalibrate",
+    "LayerNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "GroupNorm",
+    "NORM_KINDS",
+    "norm_layer",
+]
+
+DROPOUT_MODES = ("inverted", "scale_at_test")
+BATCH_NORM_STATS = ("running", "exact")
+NORM_KINDS = ("none", "batch", "layer", "instance", "group")
+
+
+def _check_choice(what: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+class Dropout(nn.Module):
+    """Dropout: in training, each unit is set to zero with probability ``p``.
+
+    With m a mask of independent Bernoulli(1 − p) draws, for input h̃:
+
+    * ``mode="inverted"`` (torch's ``nn.Dropout``): training ``z = m ⊙ h̃ / (1 − p)``,
+      eval ``z = h̃``;
+    * ``mode="scale_at_test"`` (the lecture): training ``z = m ⊙ h̃`` (kept units pass
+      unchanged), eval ``z = (1 − p)·h̃``, so each unit's input matches its expectation
+      during training.
+
+    The two agree in expectation: E[training output] = eval output in both modes. The
+    eval output is deterministic. ``p`` is the probability of *dropping*; 0.5 is common.
+
+    Parameters
+    ----------
+    p : float
+        Drop probability in [0, 1). Default 0.5.
+    mode : {"inverted", "scale_at_test"}
+        Where the 1 − p rescaling happens. Default ``"inverted"``.
+
+    Raises
+    ------
+    ValueError
+        For ``p`` outside [0, 1) or an unknown ``mode``.
+    """
+
+    def __init__(self, p: float = 0.5, mode: str = "inverted") -> None:
+        super().__init__()
+        if not (isinstance(p, (int, float)) and 0.0 <= p < 1.0):
+            raise ValueError(f"dropout probability p must be in [0, 1); got p={p!r}")
+        _check_choice("dropout mode", mode, DROPOUT_MODES)
+        self.p = float(p)
+        self.mode = mode
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0:
+            return input
+        if self.training:
+            if self.mode == "inverted":
+                return F.dropout(input, self.p, training=True)
+            return input * torch.bernoulli(torch.full_like(input, 1.0 - self.p))
+        if self.mode == "scale_at_test":
+            return input * (1.0 - self.p)
+        return input
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode!r}"
+
+
+class _BatchNormStats:
+    """What trainlab's batch norms add to torch's: ``stats``, and the forward that uses it.
+
+    Mixed in before ``nn.BatchNorm1d`` / ``nn.BatchNorm2d``, so parameters, buffers,
+    ``state_dict`` keys, input checks and ``reset_parameters`` are torch's.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        *,
+        stats: str = "running",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        _check_choice("batch-norm stats", stats, BATCH_NORM_STATS)
+        if not (isinstance(num_features, int) and num_features > 0):
+            raise ValueError(f"num_features must be an int > 0; got {num_features!r}")
+        if not (isinstance(eps, (int, float)) and eps > 0):
+            raise ValueError(f"eps must be > 0; got {eps!r}")
+        if momentum is not None and not (
+            isinstance(momentum, (int, float)) and 0.0 <= momentum <= 1.0
+        ):
+            raise ValueError(f"momentum must be in [0, 1] or None; got {momentum!r}")
+        super().__init__(num_features, eps, momentum, affine, True, device, dtype)
+        self.stats = stats
+        self._has_exact_stats = False
+
+    def reset_running_stats(self) -> None:
+        super().reset_running_stats()
+        self._has_exact_stats = False
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(input)
+        if self.training:
+            # The weights are being trained: exact statistics from before are stale.
+            self._has_exact_stats = False
+            if self.stats == "exact":  # batch statistics; the buffers are left alone
+                return F.batch_norm(input, None, None, self.weight, self.bias, True, 0.0, self.eps)
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # cumulative average, as torch
+                factor = 1.0 / float(self.num_batches_tracked)
+            else:
+                factor = self.momentum
+            return F.batch_norm(
+                input,
+                self.running_mean,
+                self.running_var,
+                self.weight,
+                self.bias,
+                True,
+                factor,
+                self.eps,
+            )
+        if self.stats == "exact" and not self._has_exact_stats:
+            raise RuntimeError(
+                f"{type(self).__name__}(stats='exact') has no exact statistics for its "
+                "current weights: call trainlab.nn.recalibrate(model, train_loader) after "
+                "training and before evaluating"
+            )
+        return F.batch_norm(
+            input,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            False,
+            0.0,
+            self.eps,
+        )
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if prefix + "running_mean" in state_dict:  # loaded statistics count as set
+            self._has_exact_stats = True
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, stats={self.stats!r}"
+
+
+_BATCH_NORM_DOC = """Batch normalization over {shape}: statistics per {unit}, over the batch{over}.
+
+    In training, with the N samples of the batch{over}:
+    μ = (1/N)Σ h̃⁽ⁱ⁾, σ² = (1/N)Σ (h̃⁽ⁱ⁾ − μ)² (biased, as the lecture and torch),
+    ĥ = (h̃ − μ) ⊘ √(σ² + ε), z = γ ⊙ ĥ + β, with μ, σ, γ, β of shape {param_shape}.
+    γ = √(σ² + ε), β = μ gives back the input (C12).
+
+    At eval, μ and σ² are the buffers ``running_mean`` and ``running_var``:
+
+    * ``stats="running"`` (torch's behaviour): moving averages updated at each training
+      step, ``running ← (1 − momentum)·running + momentum·batch`` (the variance with the
+      unbiased 1/(N − 1), as torch; ``momentum=None``: cumulative average);
+    * ``stats="exact"``: training leaves the buffers alone; :func:`recalibrate` sets them
+      to the exact mean and biased variance of the layer's input over the whole training
+      set. Eval raises ``RuntimeError`` until it has run (or a state dict was loaded),
+      and again after any training-mode forward pass, which means the weights moved.
+
+    Parameters, buffers and ``state_dict`` keys are torch's (``weight``, ``bias``,
+    ``running_mean``, ``running_var``, ``num_batches_tracked``): a
+    ``torch.nn.{torch_name}`` state dict loads, and isinstance checks against
+    ``torch.nn.{torch_name}`` hold.
+
+    Parameters
+    ----------
+    num_features : int
+        C, the number of features or channels.
+    eps : float
+        ε added to σ². Default 1e-5.
+    momentum : float or None
+        Weight of the newest batch in the moving averages. Default 0.1.
+    affine : bool
+        Learnable γ (``weight``, init 1) and β (``bias``, init 0). Default True.
+    stats : {{"running", "exact"}}
+        Which statistics eval uses (above). Default ``"running"``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``stats`` or an out-of-range parameter.
+    """
+
+
+class BatchNorm1d(_BatchNormStats, nn.BatchNorm1d):
+    __doc__ = _BATCH_NORM_DOC.format(
+        shape="N × D (fully connected) or N × C × L inputs",
+        unit="feature",
+        over=" (and the L positions)",
+        param_shape="1 × D",
+        torch_name="BatchNorm1d",
+    )
+
+
+class BatchNorm2d(_BatchNormStats, nn.BatchNorm2d):
+    __doc__ = _BATCH_NORM_DOC.format(
+        shape="N × C × H × W inputs (spatial batch norm)",
+        unit="channel",
+        over=" and the H × W positions",
+        param_shape="1 × C × 1 × 1",
+        torch_name="BatchNorm2d",
+    )
+
+
+def _device_of(model: nn.Module) -> torch.device | None:
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return None if tensor is None else tensor.device
+
+
+@torch.no_grad()
+def recalibrate(model: nn.Module, loader: Iterable) -> nn.Module:
+    """Set every trainlab batch-norm layer's statistics to those of the whole training set.
+
+    One pass over ``loader`` under ``torch.no_grad``. Each :class:`BatchNorm1d` /
+    :class:`BatchNorm2d` accumulates its input h̃ over all batches (per feature or
+    channel, merged batch by batch with Chan's formulas in float64) and then sets
+    ``running_mean`` to its exact mean μ and ``running_var`` to its exact *biased*
+    variance σ² = (1/N)Σ(h̃⁽ⁱ⁾ − μ)² over all N samples (and positions) — not the
+    average of per-batch variances, which misses the spread between batch means and
+    which torch's ``swa_utils.update_bn`` computes.
+
+    During the pass the batch-norm layers run in training mode, normalizing with each
+    batch's statistics as they did in training, so each layer sees the inputs it saw
+    in training; every other module runs in eval mode (dropout keeps every unit, as
+    at test time). The statistics therefore describe the inputs of the trained
+    network, except that upstream batch-norm layers normalize by their batch's
+    statistics rather than by the exact ones they will use at eval; the difference
+    shrinks with the batch size. Buffers of layers with ``stats="running"`` are
+    overwritten too (their moving averages restart from the exact values);
+    ``num_batches_tracked`` is unchanged. Every module's train/eval mode is restored.
+
+    Parameters
+    ----------
+    model : nn.Module
+    loader : iterable
+        The training data: yields input tensors or ``(x, y, …)`` tuples or lists whose
+        first item is the input. Batches are moved to the model's device.
+
+    Returns
+    -------
+    nn.Module
+        ``model``, with its statistics set (unchanged if it has no trainlab batch norm).
+
+    Raises
+    ------
+    ValueError
+        If the model holds torch batch-norm layers (which this cannot set exactly), the
+        loader yields nothing, or a batch-norm layer is never called.
+    """
+    named = list(model.named_modules())
+    layers = [(name, m) for name, m in named if isinstance(m, _BatchNormStats)]
+    foreign = [
+        f"{name or '<root>'} ({type(m).__name__})"
+        for name, m in named
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm))
+        and not isinstance(m, _BatchNormStats)
+    ]
+    if foreign:
+        raise ValueError(
+            "recalibrate sets trainlab.nn batch-norm layers only; the model holds torch "
+            f"batch norm at {', '.join(foreign)}"
+        )
+    if not layers:
+        return model
+
+    moments: dict[nn.Module, tuple[int, torch.Tensor, torch.Tensor]] = {}
+
+    def accumulate(module: nn.Module, args: tuple) -> None:
+        x = args[0].detach().to(torch.float64)
+        count = x.numel() // x.shape[1]
+        if count == 0:
+            return
+        dims = [0, *range(2, x.dim())]
+        mean = x.mean(dims)
+        m2 = (x - mean.view(1, -1, *([1] * (x.dim() - 2)))).square().sum(dims)
+        if module in moments:  # Chan et al.: merge (count, mean, M2) of two parts
+            n, mean_a, m2_a = moments[module]
+            total = n + count
+            delta = mean - mean_a
+            mean = mean_a + delta * (count / total)
+            m2 = m2_a + m2 + delta.square() * (n * count / total)
+            count = total
+        moments[module] = (count, mean, m2)
+
+    modes = [(m, m.training) for _, m in named]
+    saved = [(m, m.stats, m._has_exact_stats) for _, m in layers]
+    handles = [m.register_forward_pre_hook(accumulate) for _, m in layers]
+    device = _device_of(model)
+    batches = 0
+    try:
+        model.eval()
+        for _, m in layers:
+            m.train()
+            m.stats = "exact"  # normalize by the batch; leave the buffers alone
+        for batch in loader:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            if not isinstance(x, torch.Tensor):
+                raise ValueError(
+                    "the loader must yield tensors or (x, y) tuples with a tensor x; "
+                    f"got {type(x).__name__}"
+                )
+            model(x if device is None else x.to(device))
+            batches += 1
+    finally:
+        for handle in handles:
+            handle.remove()
+        for m, training in modes:
+            m.training = training
+        for m, stats, has_exact in saved:
+            m.stats = stats
+            m._has_exact_stats = has_exact
+    if batches == 0:
+        raise ValueError("recalibrate needs training data: the loader yielded no batches")
+    unused = [name or "<root>" for name, m in layers if m not in moments]
+    if unused:
+        raise ValueError(f"batch-norm layers never called in model.forward: {', '.join(unused)}")
+    for _, m in layers:
+        count, mean, m2 = moments[m]
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(m2 / count)
+        m._has_exact_stats = True
+    return model
+
+
+class LayerNorm(nn.LayerNorm):
+    """Layer normalization: statistics per sample over its features (torch's ``LayerNorm``).
+
+    For one sample h̃ with D features (the last dimensions, ``normalized_shape``):
+    μ = (1/D)Σ_d h̃_d, σ² = (1/D)Σ_d (h̃_d − μ)², ĥ = (h̃ − μ) ⊘ √(σ² + ε),
+    z = γ ⊙ ĥ + β. No statistic depends on the batch, so training and eval compute
+    the same function (C14); it works for any batch size and in recurrent networks.
+    """
+
+
+class InstanceNorm1d(nn.InstanceNorm1d):
+    """Instance normalization for N × C × L maps: statistics per sample and channel over L.
+
+    μ_nc = (1/L)Σ_l h̃_ncl, σ²_nc = (1/L)Σ_l (h̃_ncl − μ_nc)², ĥ = (h̃ − μ) ⊘ √(σ² + ε),
+    z = γ ⊙ ĥ + β (γ, β per channel when ``affine``). Always the instance's own
+    statistics, so training and eval compute the same function (C14):
+    ``track_running_stats=True`` is refused. A 2-D input is refused too (torch would
+    take ``(C, L)`` for one unbatched sample, and an ``N × D`` batch of feature vectors
+    has no positions to average over: use layer norm there).
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = False,
+        track_running_stats: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        if track_running_stats:
+            raise ValueError(
+                "trainlab's instance norm uses each instance's statistics in training and "
+                "eval alike; track_running_stats must be False"
+            )
+        super().__init__(num_features, eps, momentum, affine, False, device, dtype)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if input.dim() != 3:
+            raise ValueError(
+                f"InstanceNorm1d needs N × C × L input; got shape {tuple(input.shape)} "
+                "(for N × D features use layer norm)"
+            )
+        return super().forward(input)
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """Instance normalization for N × C × H × W maps: statistics per sample and channel.
+
+    μ_nc = (1/HW)Σ_hw h̃_nchw, σ²_nc = (1/HW)Σ_hw (h̃_nchw − μ_nc)²,
+    ĥ = (h̃ − μ) ⊘ √(σ² + ε), z = γ ⊙ ĥ + β (γ, β per channel when ``affine``).
+    Always the instance's own statistics, so training and eval compute the same
+    function (C14): ``track_running_stats=True`` is refused.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = False,
+        track_running_stats: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        if track_running_stats:
+            raise ValueError(
+                "trainlab's instance norm uses each instance's statistics in training and "
+                "eval alike; track_running_stats must be False"
+            )
+        super().__init__(num_features, eps, momentum, affine, False, device, dtype)
+
+
+class GroupNorm(nn.GroupNorm):
+    """Group normalization: statistics per sample over each group of channels.
+
+    The C channels are split into G = ``num_groups`` groups; for each sample and group
+    g, μ and σ² are taken over the group's channels and all positions, then
+    ĥ = (h̃ − μ) ⊘ √(σ² + ε), z = γ ⊙ ĥ + β with γ, β per channel. G = 1 is layer norm
+    over C × (positions); G = C is instance norm. Same function in training and eval.
+    """
+
+
+def norm_layer(kind: str, num_features: int, dim: int = 1, **kwargs: Any) -> nn.Module:
+    """The normalization layer a config's ``norm:`` names, for ``num_features`` channels.
+
+    ``dim=1``: inputs N × C or N × C × L (fully connected, 1-D conv);
+    ``dim=2``: inputs N × C × H × W (2-D conv).
+
+    ============ ================================== ==================================
+    kind         ``dim=1``                          ``dim=2``
+    ============ ================================== ==================================
+    ``none``     ``nn.Identity()``                  ``nn.Identity()``
+    ``batch``    :class:`BatchNorm1d`               :class:`BatchNorm2d`
+    ``layer``    ``GroupNorm(1, C)``                ``GroupNorm(1, C)``
+    ``instance`` ``InstanceNorm1d(C, affine=True)`` ``InstanceNorm2d(C, affine=True)``
+    ``group``    ``GroupNorm(G, C)``                ``GroupNorm(G, C)``
+    ============ ================================== ==================================
+
+    ``layer`` is :class:`GroupNorm` with one group: per sample, statistics over all of
+    its units (D, C × L or C × H × W) with one γ, β per feature or channel; on N × D
+    input that is exactly ``LayerNorm(D)``, and unlike ``LayerNorm(C)`` it is also right
+    for conv maps. ``instance`` needs N × C × L or N × C × H × W input. ``group``
+    takes ``num_groups`` (G), default ``gcd(32, C)`` (32 groups when C allows it).
+    Other ``kwargs`` go to the layer's constructor, e.g. ``stats="exact"`` for batch
+    norm, ``eps=1e-3``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``kind`` (the message lists :data:`NORM_KINDS`) or a ``dim``
+        other than 1 or 2.
+    """
+    _check_choice("norm kind", kind, NORM_KINDS)
+    if dim not in (1, 2):
+        raise ValueError(
+            f"norm dim must be 1 (N × C or N × C × L input) or 2 (N × C × H × W); got {dim!r}"
+        )
+    if kind == "none":
+        return nn.Identity()
+    if kind == "batch":
+        return (BatchNorm1d if dim == 1 else BatchNorm2d)(num_features, **kwargs)
+    if kind == "layer":
+        return GroupNorm(1, num_features, **kwargs)
+    if kind == "instance":
+        kwargs.setdefault("affine", True)
+        return (InstanceNorm1d if dim == 1 else InstanceNorm2d)(num_features, **kwargs)
+    num_groups = kwargs.pop("num_groups", math.gcd(32, num_features))
+    return GroupNorm(num_groups, num_features, **kwargs)

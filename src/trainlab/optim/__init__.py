@@ -1,0 +1,55 @@
+"""The lecture's optimizers, exact, with the conventions of torch, Keras and optax.
+
+Each optimizer states its update equation in its docstring and is a
+``torch.optim.Optimizer``: param groups, ``state_dict``, torch LR schedulers, closures.
+``convention="lecture" | "torch" | "keras" | "optax"`` sets every switch and default
+as that framework does, so a run from another framework can be reproduced step for
+step; ``impl="reference" | "foreach" | "auto"`` chooses how the one equation is applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from . import schedule
+from ._engine import CONVENTIONS, IMPLEMENTATIONS, Optimizer, TensorList
+from .adam import Adam, AdamW
+from .rmsprop import RMSProp
+from .sgd import SGD
+
+__all__ = [
+    "SGD",
+    "RMSProp",
+    "Adam",
+    "AdamW",
+    "Optimizer",
+    "TensorList",
+    "CONVENTIONS",
+    "IMPLEMENTATIONS",
+    "NAMES",
+    "create",
+    "schedule",
+]
+
+#: Optimizer names as a config names them. ``momentum`` and ``nesterov`` are SGD with
+#: ρ = 0.9 unless ``momentum=`` says otherwise (the lecture's usual value).
+NAMES = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+
+
+def create(name: str, params: Iterable, **hyper: Any) -> Optimizer:
+    """Build an optimizer by its config name, e.g. ``create("adam", model.parameters(), lr=1e-3)``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists :data:`NAMES`) or a bad hyperparameter.
+    """
+    if name in ("momentum", "nesterov"):
+        hyper.setdefault("momentum", 0.9)
+        hyper["nesterov"] = name == "nesterov"
+        return SGD(params, **hyper)
+    classes = {"sgd": SGD, "rmsprop": RMSProp, "adam": Adam, "adamw": AdamW}
+    if name not in classes:
+        raise ValueError(f"optimizer name must be one of {', '.join(NAMES)}; got {name!r}")
+    return classes[name](params, **hyper)

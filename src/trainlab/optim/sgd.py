@@ -1,0 +1,144 @@
+"""Stochastic gradient descent, with heavy-ball or Nesterov momentum."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from ._engine import Optimizer, zeros_like
+
+__all__ = ["SGD"]
+
+
+class SGD(Optimizer):
+    r"""SGD, SGD with momentum (heavy ball) and Nesterov momentum.
+
+    With ``g = ∇f(w_t)`` the mini-batch gradient (plus ``λ·w_t`` for L2 weight decay):
+
+    * plain (``momentum = 0``):  ``w_{t+1} = w_t − lr·g``
+    * momentum (the lecture):   ``v_t = ρ·v_{t−1} + g``;  ``w_{t+1} = w_t − lr·v_t``
+      (torch's ``dampening`` τ gives ``v_t = ρ·v_{t−1} + (1−τ)·g``, with ``v_1 = g``)
+    * Nesterov:                 ``w_{t+1} = w_t − lr·(g + ρ·v_t)``
+    * ``lr_in_buffer`` (Keras): ``v_t = ρ·v_{t−1} − lr·g``;  ``w_{t+1} = w_t + v_t``,
+      Nesterov ``w_{t+1} = w_t + ρ·v_t − lr·g``. With a constant lr this equals the
+      form above (``v`` is scaled by −lr); with a schedule it does not: the buffer
+      keeps the old learning rates.
+    * ``decoupled`` weight decay (Keras): ``w ← w − lr·λ·w`` before the step, instead
+      of adding ``λ·w`` to the gradient.
+
+    Parameters
+    ----------
+    params : iterable of tensors or of dicts (param groups)
+    lr : float
+        Learning rate, ≥ 0.
+    momentum : float, optional
+        ρ in [0, 1). Default 0 (plain SGD); the lecture suggests 0.9, 0.95 or 0.99.
+    nesterov : bool, optional
+        Nesterov momentum (needs ``momentum > 0`` and no dampening).
+    weight_decay : float, optional
+        λ ≥ 0. Default 0.
+    lr_in_buffer : bool, optional
+        Keras' form of the momentum buffer (above).
+    dampening : float, optional
+        τ in [0, 1] (torch). Default 0.
+    decoupled : bool, optional
+        Decoupled weight decay (above).
+    convention : {"lecture", "torch", "keras", "optax"}, optional
+        Sets every switch and default as that framework does; arguments given
+        explicitly still win. ``"keras"``: ``lr_in_buffer=True, decoupled=True``; the
+        others equal trainlab's defaults.
+    impl : {"auto", "reference", "foreach"}
+        How the equation is applied (see :mod:`trainlab.optim`); same results.
+
+    State per parameter: ``momentum_buffer`` (torch's name, so a ``torch.optim.SGD``
+    state dict loads), ``step``.
+    """
+
+    DEFAULTS = {
+        "lr": None,
+        "momentum": 0.0,
+        "nesterov": False,
+        "weight_decay": 0.0,
+        "lr_in_buffer": False,
+        "dampening": 0.0,
+        "decoupled": False,
+    }
+    CONVENTIONS = {
+        "lecture": {},
+        "torch": {},
+        "keras": {"lr_in_buffer": True, "decoupled": True},
+        "optax": {},
+    }
+    RANGES = {
+        "lr": (0.0, math.inf, "[)"),
+        "momentum": (0.0, 1.0, "[)"),
+        "dampening": (0.0, 1.0, "[]"),
+        "weight_decay": (0.0, math.inf, "[)"),
+    }
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float,
+        momentum: float | None = None,
+        nesterov: bool | None = None,
+        weight_decay: float | None = None,
+        lr_in_buffer: bool | None = None,
+        dampening: float | None = None,
+        decoupled: bool | None = None,
+        *,
+        convention: str | None = None,
+        impl: str = "auto",
+    ):
+        if lr is None:
+            raise ValueError("SGD: lr is required (a number ≥ 0)")
+        given = {
+            "lr": lr,
+            "momentum": momentum,
+            "nesterov": nesterov,
+            "weight_decay": weight_decay,
+            "lr_in_buffer": lr_in_buffer,
+            "dampening": dampening,
+            "decoupled": decoupled,
+        }
+        super().__init__(params, given, convention, impl)
+
+    def check_switches(self, hp: dict[str, Any]) -> None:
+        if hp["nesterov"] and (hp["momentum"] <= 0 or hp["dampening"] != 0):
+            raise ValueError(
+                "SGD: nesterov=True needs momentum > 0 and dampening = 0, "
+                f"got momentum={hp['momentum']!r}, dampening={hp['dampening']!r}"
+            )
+
+    def init_state(self, p: torch.Tensor, group: dict) -> dict[str, torch.Tensor]:
+        return {"momentum_buffer": zeros_like(p)} if group["momentum"] else {}
+
+    def update(self, p, g, state: dict, group: dict, step: int) -> None:
+        lr, rho, wd = group["lr"], group["momentum"], group["weight_decay"]
+        if wd:
+            if group["decoupled"]:
+                p.mul_(1 - lr * wd)  # w ← w − lr·λ·w
+            else:
+                g = g.add(p, alpha=wd)  # g ← g + λ·w
+        if not rho:
+            p.add_(g, alpha=-lr)  # w ← w − lr·g
+            return
+        v = state["momentum_buffer"]
+        if group["lr_in_buffer"]:
+            v.mul_(rho).add_(g, alpha=-lr)  # v ← ρ·v − lr·g
+            if group["nesterov"]:
+                p.add_(v, alpha=rho).add_(g, alpha=-lr)  # w ← w + ρ·v − lr·g
+            else:
+                p.add_(v)  # w ← w + v
+            return
+        if step == 1:
+            v.copy_(g)  # v_1 = ρ·0 + g
+        else:
+            v.mul_(rho).add_(g, alpha=1 - group["dampening"])  # v ← ρ·v + (1−τ)·g
+        if group["nesterov"]:
+            p.add_(g.add(v, alpha=rho), alpha=-lr)  # w ← w − lr·(g + ρ·v)
+        else:
+            p.add_(v, alpha=-lr)  # w ← w − lr·v

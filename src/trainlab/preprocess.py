@@ -1,0 +1,959 @@
+"""Data preprocessing: centering, per-dimension variance normalization, PCA and ZCA whitening.
+
+The lecture's three preprocessing steps as estimators with scikit-learn's conventions
+(``fit`` returns ``self``, fitted attributes end in ``_``, parameters are validated when
+the estimator is built, ``transform`` before ``fit`` raises :class:`NotFittedError`). They
+take torch tensors (any device; the output keeps the input's device and dtype) or NumPy
+arrays (the output is NumPy).
+
+Statistics always come from the training split only, are accumulated in float64, and are
+exact when streamed: ``partial_fit`` merges the count n, the mean μ and the sum of squared
+deviations M2 = Σᵢ (x⁽ⁱ⁾ − μ)ᵀ(x⁽ⁱ⁾ − μ) of each batch with Chan et al.'s parallel
+formulas, so fitting batch by batch equals fitting the concatenation (up to rounding).
+
+Rows x⁽ⁱ⁾ of an N×D input are the samples. An N×C×H×W (or N×C×L) input is centered and
+standardized per channel: every value of channel c, over the N samples and all spatial
+positions, is a sample of that channel's distribution. Whitening needs an N×D input.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "NAMES",
+    "Center",
+    "NotFittedError",
+    "Pipeline",
+    "Standardize",
+    "Whiten",
+    "make",
+]
+
+_WHITEN_METHODS = ("pca", "zca")
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when an estimator is used before ``fit``, ``partial_fit`` or ``load_state_dict``.
+
+    A subclass of both ``ValueError`` and ``AttributeError``, like scikit-learn's, so that
+    ``hasattr(estimator, "mean_")`` is ``False`` on an unfitted estimator.
+    """
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class _Moments:
+    """Sufficient statistics of a sample, in float64.
+
+    ``n`` values per feature, their mean μ, and M2: ``None`` (mean only), the per-feature
+    Σᵢ (xᵢ − μ)² (shape D), or the scatter matrix Σᵢ (x⁽ⁱ⁾ − μ)ᵀ(x⁽ⁱ⁾ − μ) (shape D×D).
+    """
+
+    n: int
+    mean: Tensor
+    m2: Tensor | None
+
+    @classmethod
+    def of_batch(cls, x: Tensor, kind: str) -> _Moments:
+        """Moments of one batch; features on dim 1, samples on every other dim."""
+        x = x.detach().to(device=_stats_device(x), dtype=torch.float64)
+        dims = [d for d in range(x.ndim) if d != 1]
+        n = x.numel() // x.shape[1]
+        mean = x.mean(dim=dims)
+        if kind == "none":
+            return cls(n, mean, None)
+        deviation = x - _per_feature(mean, x.ndim)
+        if kind == "diag":
+            return cls(n, mean, deviation.square().sum(dim=dims))
+        return cls(n, mean, deviation.T @ deviation)  # kind == "full": x is N×D
+
+    def merge(self, other: _Moments) -> _Moments:
+        """Chan et al.'s parallel formulas: the moments of the union of two samples.
+
+        n = n_A + n_B,  δ = μ_B − μ_A,  μ = μ_A + δ·n_B/n,  M2 = M2_A + M2_B + δᵀδ·n_A·n_B/n.
+        """
+        mean_b = other.mean.to(self.mean.device)
+        n = self.n + other.n
+        delta = mean_b - self.mean
+        mean = self.mean + delta * (other.n / n)
+        if self.m2 is None:
+            return _Moments(n, mean, None)
+        m2_b = other.m2.to(self.mean.device)
+        cross = torch.outer(delta, delta) if self.m2.ndim == 2 else delta.square()
+        return _Moments(n, mean, self.m2 + m2_b + cross * (self.n * other.n / n))
+
+    def project(self, kind: str) -> _Moments:
+        """The same moments with only the part of M2 that ``kind`` keeps."""
+        if kind == "none":
+            return _Moments(self.n, self.mean, None)
+        if kind == "diag" and self.m2 is not None and self.m2.ndim == 2:
+            return _Moments(self.n, self.mean, self.m2.diagonal().clone())
+        return self
+
+
+def _stats_device(x: Tensor) -> torch.device:
+    # MPS has no float64; its statistics live on the CPU.
+    return torch.device("cpu") if x.device.type == "mps" else x.device
+
+
+def _per_feature(v: Tensor, ndim: int) -> Tensor:
+    """Shape a per-feature vector (C,) to broadcast over dim 1 of an ndim-D input."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _is_constant(var: Tensor, mean: Tensor, n: int) -> Tensor:
+    """scikit-learn's test for a feature whose variance is rounding error (Chan, Golub, LeVeque)."""
+    eps = torch.finfo(torch.float64).eps
+    return var <= n * eps * var + (n * mean * eps).square()
+
+
+def _constant_feature_warning(name: str, constant: Tensor, consequence: str) -> None:
+    index = constant.nonzero().flatten().tolist()
+    if index:
+        which = f"feature {index[0]} has" if len(index) == 1 else f"features {index} have"
+        warnings.warn(f"{name}: {which} zero variance; {consequence}", UserWarning, stacklevel=5)
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+def _as_tensor(x: Any, where: str) -> tuple[Tensor, bool]:
+    """The input as a floating-point tensor, and whether it came as NumPy (or array-like)."""
+    if isinstance(x, Tensor):
+        if x.is_complex():
+            raise TypeError(f"{where}: complex input is not supported (dtype {x.dtype})")
+        return (x if x.is_floating_point() else x.to(torch.get_default_dtype())), False
+    a = np.asarray(x)
+    if a.dtype.kind not in "f" or a.dtype.itemsize > 8:
+        if a.dtype.kind == "c" or a.dtype.kind not in "biuf":
+            raise TypeError(
+                f"{where}: expected a torch.Tensor or a NumPy array of real numbers; "
+                f"got {type(x).__name__} with dtype {a.dtype}"
+            )
+        a = a.astype(np.float64)
+    if not a.flags.writeable or any(s < 0 for s in a.strides):
+        a = a.copy()  # torch.from_numpy needs a writeable array with positive strides
+    return torch.from_numpy(a), True
+
+
+def _like_input(t: Tensor, was_numpy: bool) -> Tensor | np.ndarray:
+    return t.numpy() if was_numpy else t
+
+
+def _check_finite(t: Tensor, where: str) -> None:
+    bad = ~torch.isfinite(t)
+    if not bool(bad.any()):
+        return
+    first = int(bad.reshape(-1).to(torch.uint8).argmax())  # first bad value, row-major
+    index = np.unravel_index(first, tuple(t.shape))
+    value = float(t[tuple(int(i) for i in index)])
+    at = f"row {index[0]}, column {index[1]}"
+    if t.ndim > 2:
+        at = f"row {index[0]}, channel {index[1]}, position {tuple(int(i) for i in index[2:])}"
+    raise ValueError(f"{where}: non-finite value {value} at {at}")
+
+
+def _work_dtype(t: Tensor) -> torch.dtype:
+    # Half-precision inputs are transformed in float32, then cast back.
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+# ---------------------------------------------------------------------------- estimators
+
+
+def _fitted_attribute(name: str, doc: str) -> property:
+    return property(lambda self: self._attributes()[name], doc=doc)
+
+
+class _Preprocessor:
+    """Shared machinery: input checks, streaming statistics, scikit-learn's estimator API.
+
+    A subclass sets ``_kind`` (which M2 it needs: "none", "diag" or "full"), ``_state_keys``
+    and implements ``_finalize`` (moments → fitted attributes), ``_transform``,
+    ``_inverse_transform`` and ``_map_moments`` (moments of its output, for ``Pipeline``).
+    """
+
+    _kind = "none"
+    _two_d_only = False
+    _state_keys: tuple[str, ...] = ()
+
+    n_samples_seen_ = _fitted_attribute(
+        "n_samples_seen_",
+        "Number of samples behind the statistics: rows of an N×D input, N·H·W per channel.",
+    )
+    n_features_in_ = _fitted_attribute(
+        "n_features_in_", "Number of features D (or channels C) seen in ``fit``."
+    )
+
+    def __init__(self) -> None:
+        self._moments: _Moments | None = None
+        self._fitted: dict[str, Any] | None = None  # None: recompute from the moments
+
+    # -- scikit-learn's estimator API
+
+    def fit(self, x: Tensor | np.ndarray, y: Any = None) -> _Preprocessor:
+        """Fit the statistics on ``x`` (the training split), forgetting earlier fits.
+
+        Parameters
+        ----------
+        x : Tensor or ndarray, N×D (or N×C×… for per-channel statistics)
+        y : ignored, for scikit-learn compatibility
+
+        Returns
+        -------
+        self
+        """
+        self._moments, self._fitted = None, None
+        self._accumulate(x, "fit")
+        self._attributes()  # finalize now, so errors and warnings come from ``fit``
+        return self
+
+    def partial_fit(self, x: Tensor | np.ndarray, y: Any = None) -> _Preprocessor:
+        """Merge the statistics of one more batch (Chan's formulas; exact, in float64).
+
+        Fitted attributes are computed from the merged statistics when they are next used.
+
+        Returns
+        -------
+        self
+        """
+        self._accumulate(x, "partial_fit")
+        return self
+
+    def transform(self, x: Tensor | np.ndarray) -> Tensor | np.ndarray:
+        """Apply the fitted map; the output has the input's type, device and dtype.
+
+        Raises
+        ------
+        NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If ``x`` has the wrong shape, a different number of features, or a NaN/Inf.
+        """
+        t, was_numpy = self._check_input(x, "transform")
+        return _like_input(self._transform(t), was_numpy)
+
+    def fit_transform(self, x: Tensor | np.ndarray, y: Any = None) -> Tensor | np.ndarray:
+        """``fit(x)`` then ``transform(x)``."""
+        return self.fit(x).transform(x)
+
+    def inverse_transform(self, x: Tensor | np.ndarray) -> Tensor | np.ndarray:
+        """Undo ``transform``: map preprocessed data back to the input space."""
+        t, was_numpy = self._check_input(x, "inverse_transform")
+        return _like_input(self._inverse_transform(t), was_numpy)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameters, as scikit-learn's ``get_params``."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in names if name != "self"}
+
+    def set_params(self, **params: Any) -> _Preprocessor:
+        """Set constructor parameters (validated as in the constructor); returns self."""
+        unknown = sorted(set(params) - set(self.get_params()))
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__}.set_params: unknown parameter(s) {unknown}; "
+                f"valid: {sorted(self.get_params())}"
+            )
+        type(self)(**{**self.get_params(), **params})  # validates
+        for name, value in params.items():
+            setattr(self, name, value)
+        self._fitted = None
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self._moments is not None
+
+    def __repr__(self) -> str:
+        defaults = inspect.signature(type(self).__init__).parameters
+        shown = [
+            f"{name}={value!r}"
+            for name, value in self.get_params().items()
+            if value != defaults[name].default
+        ]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    # -- state
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Fitted state as tensors only: saves with ``torch.save``, loads with
+        ``torch.load(weights_only=True)``.
+
+        Raises
+        ------
+        NotFittedError
+            If the estimator is not fitted.
+        """
+        attributes = self._attributes_or_raise("state_dict")
+        state = {"n_samples_seen_": torch.tensor(attributes["n_samples_seen_"])}
+        state.update({key: attributes[key] for key in self._state_keys})
+        state.update(self._params_as_tensors())
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> _Preprocessor:
+        """Restore a fitted state from ``state_dict``; works on an unfitted estimator.
+
+        ``partial_fit`` may continue from the restored statistics.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            If keys are missing or unexpected, shapes disagree, or the state was saved by
+            an estimator with different parameters.
+        """
+        name = f"{type(self).__name__}.load_state_dict"
+        params = self._params_as_tensors()
+        expected = {"n_samples_seen_", *self._state_keys, *params}
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise ValueError(f"{name}: missing keys {missing}, unexpected keys {unexpected}")
+        for key, value in params.items():
+            if not torch.equal(state[key].cpu().to(value.dtype), value):
+                saved = self._param_from_tensor(key, state[key])
+                raise ValueError(
+                    f"{name}: the state was saved with {key}={saved!r}, but this estimator "
+                    f"has {key}={getattr(self, key)!r}"
+                )
+        n = int(state["n_samples_seen_"])
+        attributes: dict[str, Any] = {
+            key: state[key].detach().to(torch.float64) for key in self._state_keys
+        }
+        d = attributes["mean_"].shape[0]
+        for key, value in attributes.items():
+            if value.shape not in ((d,), (d, d)):
+                raise ValueError(f"{name}: {key} has shape {tuple(value.shape)}; mean_ has ({d},)")
+        attributes.update(n_samples_seen_=n, n_features_in_=d)
+        self._moments = _Moments(n, attributes["mean_"], self._m2_from_attributes(attributes))
+        self._fitted = attributes
+        return self
+
+    # -- for subclasses and Pipeline
+
+    def _params_as_tensors(self) -> dict[str, Tensor]:
+        return {}
+
+    def _param_from_tensor(self, key: str, value: Tensor) -> Any:
+        return value.item()
+
+    def _m2_from_attributes(self, attributes: dict[str, Any]) -> Tensor | None:
+        return None
+
+    def _finalize(self, m: _Moments) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _transform(self, t: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _inverse_transform(self, t: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _map_moments(self, m: _Moments) -> _Moments:
+        raise NotImplementedError
+
+    def _set_moments(self, m: _Moments) -> None:
+        self._moments, self._fitted = m.project(self._kind), None
+
+    def _attributes(self) -> dict[str, Any]:
+        """The fitted attributes, computed from the moments when first needed."""
+        if self._moments is None:
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' or "
+                "'partial_fit' with the training split (or 'load_state_dict') first."
+            )
+        if self._fitted is None:
+            m = self._moments
+            fitted = {"n_samples_seen_": m.n, "n_features_in_": m.mean.shape[0]}
+            fitted.update(self._finalize(m))
+            self._fitted = fitted
+        return self._fitted
+
+    def _attributes_or_raise(self, method: str) -> dict[str, Any]:
+        try:
+            return self._attributes()
+        except NotFittedError as error:
+            raise NotFittedError(f"{type(self).__name__}.{method}: {error}") from None
+
+    def _check_input(self, x: Any, method: str) -> tuple[Tensor, bool]:
+        """Validate ``x`` for ``method``; returns it as a float tensor and whether it was NumPy."""
+        where = f"{type(self).__name__}.{method}"
+        fitting = method in ("fit", "partial_fit")
+        if not fitting:
+            self._attributes_or_raise(method)
+        t, was_numpy = _as_tensor(x, where)
+        _check_shape(t, where, two_d_only=self._two_d_only)
+        if self._moments is not None and (method != "fit"):
+            _check_features(t, where, self._moments.mean.shape[0], type(self).__name__)
+        _check_finite(t, where)
+        return t, was_numpy
+
+    def _accumulate(self, x: Any, method: str) -> None:
+        t, _ = self._check_input(x, method)
+        batch = _Moments.of_batch(t, self._kind)
+        self._moments = batch if self._moments is None else self._moments.merge(batch)
+        self._fitted = None
+
+
+def _check_shape(t: Tensor, where: str, *, two_d_only: bool) -> None:
+    if two_d_only and t.ndim != 2:
+        raise ValueError(
+            f"{where}: expects a 2-D N×D input; got shape {tuple(t.shape)}. "
+            "Flatten images first, e.g. x.reshape(len(x), -1)."
+        )
+    if t.ndim < 2:
+        raise ValueError(
+            f"{where}: expects a 2-D N×D input, or N×C×… with channels on dim 1; got shape "
+            f"{tuple(t.shape)}. Reshape a single feature with x.reshape(-1, 1)."
+        )
+    if t.shape[0] == 0 or t.numel() == 0:
+        raise ValueError(f"{where}: got an empty input of shape {tuple(t.shape)}")
+
+
+def _check_features(t: Tensor, where: str, expected: int, fitted_by: str) -> None:
+    if t.shape[1] != expected:
+        raise ValueError(
+            f"{where}: x has {t.shape[1]} features (dim 1), but {fitted_by} was fitted "
+            f"with {expected}"
+        )
+
+
+class Center(_Preprocessor):
+    r"""Centering: subtract the training mean of every feature.
+
+    .. math:: x \mapsto x - μ, \qquad μ = \frac{1}{N} \sum_{i=1}^{N} x^{(i)}
+
+    On N×C×H×W input μ has one entry per channel (mean over N, H and W).
+
+    Attributes
+    ----------
+    mean_ : Tensor, float64, shape (D,)
+        μ.
+    n_samples_seen_ : int
+        Samples behind μ (N, or N·H·W per channel).
+    n_features_in_ : int
+        D (or C).
+
+    Examples
+    --------
+    >>> x = torch.tensor([[1.0, 10.0], [3.0, 30.0]])
+    >>> Center().fit_transform(x)
+    tensor([[ -1., -10.],
+            [  1.,  10.]])
+    """
+
+    _kind = "none"
+    _state_keys = ("mean_",)
+
+    mean_ = _fitted_attribute("mean_", "Per-feature training mean μ (float64).")
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def _finalize(self, m: _Moments) -> dict[str, Any]:
+        return {"mean_": m.mean}
+
+    def _transform(self, t: Tensor) -> Tensor:
+        mean = _per_feature(self.mean_.to(t.device, _work_dtype(t)), t.ndim)
+        return (t.to(mean.dtype) - mean).to(t.dtype)
+
+    def _inverse_transform(self, t: Tensor) -> Tensor:
+        mean = _per_feature(self.mean_.to(t.device, _work_dtype(t)), t.ndim)
+        return (t.to(mean.dtype) + mean).to(t.dtype)
+
+    def _map_moments(self, m: _Moments) -> _Moments:
+        return _Moments(m.n, m.mean - self.mean_.to(m.mean.device), m.m2)
+
+
+class Standardize(_Preprocessor):
+    r"""Per-dimension variance normalization: center, then divide by the training std.
+
+    .. math::
+        x \mapsto (x - μ) ⊘ σ, \qquad μ = \frac{1}{N} \sum_i x^{(i)}, \qquad
+        σ^2 = \frac{1}{N} \sum_i (x^{(i)} - μ)^2
+
+    σ² is the biased (1/N) variance, as in scikit-learn's ``StandardScaler`` and in batch
+    normalization, so the standardized training data has mean 0 and (1/N) std 1. A feature
+    with zero variance (up to rounding) gets σ = 1 — it is only centered, never divided by
+    zero — and a ``UserWarning`` names it. On N×C×H×W input, μ and σ are per channel.
+
+    Attributes
+    ----------
+    mean_ : Tensor, float64, shape (D,)
+        μ.
+    var_ : Tensor, float64, shape (D,)
+        σ² (zero for a constant feature).
+    scale_ : Tensor, float64, shape (D,)
+        σ, with 1 for constant features.
+    n_samples_seen_ : int
+        Samples behind the statistics (N, or N·H·W per channel).
+    n_features_in_ : int
+        D (or C).
+
+    Examples
+    --------
+    >>> x = torch.tensor([[1.0, 10.0], [3.0, 30.0]])
+    >>> Standardize().fit_transform(x)
+    tensor([[-1., -1.],
+            [ 1.,  1.]])
+    """
+
+    _kind = "diag"
+    _state_keys = ("mean_", "var_", "scale_")
+
+    mean_ = _fitted_attribute("mean_", "Per-feature training mean μ (float64).")
+    var_ = _fitted_attribute("var_", "Per-feature training variance σ² (1/N, float64).")
+    scale_ = _fitted_attribute("scale_", "Per-feature σ, 1 where the variance is zero.")
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def _finalize(self, m: _Moments) -> dict[str, Any]:
+        var = m.m2 / m.n
+        constant = _is_constant(var, m.mean, m.n)
+        _constant_feature_warning(
+            "Standardize", constant, "scale_ is set to 1 there, so it is only centered"
+        )
+        scale = torch.where(constant, torch.ones_like(var), var.sqrt())
+        return {"mean_": m.mean, "var_": var, "scale_": scale}
+
+    def _m2_from_attributes(self, attributes: dict[str, Any]) -> Tensor:
+        return attributes["var_"] * attributes["n_samples_seen_"]
+
+    def _transform(self, t: Tensor) -> Tensor:
+        dtype = _work_dtype(t)
+        mean = _per_feature(self.mean_.to(t.device, dtype), t.ndim)
+        scale = _per_feature(self.scale_.to(t.device, dtype), t.ndim)
+        return ((t.to(dtype) - mean) / scale).to(t.dtype)
+
+    def _inverse_transform(self, t: Tensor) -> Tensor:
+        dtype = _work_dtype(t)
+        mean = _per_feature(self.mean_.to(t.device, dtype), t.ndim)
+        scale = _per_feature(self.scale_.to(t.device, dtype), t.ndim)
+        return (t.to(dtype) * scale + mean).to(t.dtype)
+
+    def _map_moments(self, m: _Moments) -> _Moments:
+        scale = self.scale_.to(m.mean.device)
+        mean = (m.mean - self.mean_.to(m.mean.device)) / scale
+        if m.m2 is None:
+            return _Moments(m.n, mean, None)
+        if m.m2.ndim == 2:
+            return _Moments(m.n, mean, m.m2 / torch.outer(scale, scale))
+        return _Moments(m.n, mean, m.m2 / scale.square())
+
+
+class Whiten(_Preprocessor):
+    r"""PCA or ZCA whitening of N×D data: decorrelate the features and give them unit variance.
+
+    With the training covariance C = (1/(N−1)) Σᵢ (x⁽ⁱ⁾ − μ)ᵀ(x⁽ⁱ⁾ − μ) = U Λ Uᵀ (columns of
+    U the eigenvectors, Λ the eigenvalues in decreasing order):
+
+    .. math::
+        \text{PCA:}\quad x \mapsto (x - μ)\, U (Λ + ε)^{-1/2}
+        \qquad
+        \text{ZCA:}\quad x \mapsto (x - μ)\, U (Λ + ε)^{-1/2} U^\top
+
+    The unbiased (N−1) covariance matches scikit-learn's ``PCA(whiten=True)``, which
+    ``Whiten("pca")`` equals up to the sign of each component (and ε). With ε → 0 the
+    whitened training data has identity covariance under the same (N−1) convention; ε > 0
+    shrinks it to U Λ(Λ + ε)⁻¹ Uᵀ and keeps a singular covariance (a constant or redundant
+    feature) invertible. ZCA's matrix is symmetric: it whitens while staying as close as
+    possible to the original coordinates, so whitened images still look like images.
+
+    The eigendecomposition is ``torch.linalg.eigh`` of C in float64. Each eigenvector's
+    sign is fixed so that its entry of largest magnitude is positive (scikit-learn's
+    ``svd_flip`` rule), which makes the result deterministic.
+
+    Parameters
+    ----------
+    method : {"pca", "zca"}
+        PCA whitening (rotate onto the principal axes) or ZCA (rotate back).
+    eps : float > 0
+        ε added to every eigenvalue before the inverse square root.
+
+    Attributes
+    ----------
+    mean_ : Tensor, float64, shape (D,)
+        μ.
+    covariance_ : Tensor, float64, shape (D, D)
+        C, with the 1/(N−1) normalization.
+    explained_variance_ : Tensor, float64, shape (D,)
+        Λ, decreasing (eigenvalues below zero from rounding are clipped to 0).
+    components_ : Tensor, float64, shape (D, D)
+        Uᵀ: row k is the k-th eigenvector.
+    whitening_ : Tensor, float64, shape (D, D)
+        W with transform x ↦ (x − μ) W: U(Λ+ε)^{-1/2} or U(Λ+ε)^{-1/2}Uᵀ.
+    inverse_whitening_ : Tensor, float64, shape (D, D)
+        W⁻¹ used by ``inverse_transform``: (Λ+ε)^{1/2}Uᵀ or U(Λ+ε)^{1/2}Uᵀ.
+    n_samples_seen_ : int
+        N.
+    n_features_in_ : int
+        D.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is not "pca" or "zca", or ``eps`` is not a positive finite number.
+
+    Examples
+    --------
+    >>> x = torch.randn(500, 3, dtype=torch.float64) @ torch.tensor(
+    ...     [[2.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.5, 0.1]], dtype=torch.float64)
+    >>> z = Whiten("zca", eps=1e-12).fit_transform(x)
+    >>> torch.allclose(torch.cov(z.T), torch.eye(3, dtype=torch.float64))
+    True
+    """
+
+    _kind = "full"
+    _two_d_only = True
+    _state_keys = (
+        "mean_",
+        "covariance_",
+        "explained_variance_",
+        "components_",
+        "whitening_",
+        "inverse_whitening_",
+    )
+
+    mean_ = _fitted_attribute("mean_", "Per-feature training mean μ (float64).")
+    covariance_ = _fitted_attribute("covariance_", "Training covariance C, 1/(N−1).")
+    explained_variance_ = _fitted_attribute(
+        "explained_variance_", "Eigenvalues Λ of C, decreasing."
+    )
+    components_ = _fitted_attribute("components_", "Eigenvectors of C as rows (Uᵀ).")
+    whitening_ = _fitted_attribute("whitening_", "W in x ↦ (x − μ) W.")
+    inverse_whitening_ = _fitted_attribute("inverse_whitening_", "W⁻¹ in z ↦ z W⁻¹ + μ.")
+
+    def __init__(self, method: str = "pca", eps: float = 1e-5) -> None:
+        if not isinstance(method, str) or method not in _WHITEN_METHODS:
+            raise ValueError(f"Whiten: method must be one of 'pca', 'zca'; got {method!r}")
+        if (
+            isinstance(eps, bool)
+            or not isinstance(eps, numbers.Real)
+            or not math.isfinite(eps)
+            or eps <= 0
+        ):
+            raise ValueError(f"Whiten: eps must be a positive finite number; got {eps!r}")
+        super().__init__()
+        self.method = method
+        self.eps = float(eps)
+
+    def _finalize(self, m: _Moments) -> dict[str, Any]:
+        if m.n < 2:
+            raise ValueError(f"Whiten: needs at least 2 samples for a covariance; got {m.n}")
+        covariance = m.m2 / (m.n - 1)
+        covariance = (covariance + covariance.T) / 2
+        _constant_feature_warning(
+            "Whiten",
+            _is_constant(covariance.diagonal() * ((m.n - 1) / m.n), m.mean, m.n),
+            f"the covariance is singular and eps={self.eps:g} keeps Λ + eps invertible "
+            f"(that direction is scaled by 1/√eps = {self.eps**-0.5:.3g})",
+        )
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending, columns
+        eigenvalues = eigenvalues.flip(0).clamp_min(0.0)
+        components = eigenvectors.flip(1).T
+        # svd_flip's rule: the entry of largest magnitude of each component is positive.
+        largest = components.abs().argmax(dim=1, keepdim=True)
+        components = components * components.gather(1, largest).sign()
+        inverse_sqrt = (eigenvalues + self.eps).rsqrt()
+        sqrt = (eigenvalues + self.eps).sqrt()
+        if self.method == "pca":
+            whitening = components.T * inverse_sqrt
+            inverse_whitening = sqrt[:, None] * components
+        else:
+            whitening = (components.T * inverse_sqrt) @ components
+            inverse_whitening = (components.T * sqrt) @ components
+            # U D Uᵀ is symmetric; make it exactly so despite rounding.
+            whitening = (whitening + whitening.T) / 2
+            inverse_whitening = (inverse_whitening + inverse_whitening.T) / 2
+        return {
+            "mean_": m.mean,
+            "covariance_": covariance,
+            "explained_variance_": eigenvalues,
+            "components_": components,
+            "whitening_": whitening,
+            "inverse_whitening_": inverse_whitening,
+        }
+
+    def _params_as_tensors(self) -> dict[str, Tensor]:
+        # Tensors only, so the state loads with weights_only=True; method as its index.
+        return {
+            "method": torch.tensor(_WHITEN_METHODS.index(self.method)),
+            "eps": torch.tensor(self.eps, dtype=torch.float64),
+        }
+
+    def _param_from_tensor(self, key: str, value: Tensor) -> Any:
+        if key == "method":
+            index = int(value)
+            return _WHITEN_METHODS[index] if 0 <= index < len(_WHITEN_METHODS) else index
+        return value.item()
+
+    def _m2_from_attributes(self, attributes: dict[str, Any]) -> Tensor:
+        return attributes["covariance_"] * (attributes["n_samples_seen_"] - 1)
+
+    def _transform(self, t: Tensor) -> Tensor:
+        dtype = _work_dtype(t)
+        mean = self.mean_.to(t.device, dtype)
+        return ((t.to(dtype) - mean) @ self.whitening_.to(t.device, dtype)).to(t.dtype)
+
+    def _inverse_transform(self, t: Tensor) -> Tensor:
+        dtype = _work_dtype(t)
+        mean = self.mean_.to(t.device, dtype)
+        return (t.to(dtype) @ self.inverse_whitening_.to(t.device, dtype) + mean).to(t.dtype)
+
+    def _map_moments(self, m: _Moments) -> _Moments:
+        w = self.whitening_.to(m.mean.device)
+        mean = (m.mean - self.mean_.to(m.mean.device)) @ w
+        return _Moments(m.n, mean, w.T @ m.m2 @ w)  # a Pipeline gives Whiten a full M2
+
+
+# ------------------------------------------------------------------------------ pipeline
+
+
+class Pipeline:
+    """A chain of preprocessors applied in order: z = f_K(… f_2(f_1(x))).
+
+    Parameters
+    ----------
+    steps : list of estimators, or of (name, estimator) pairs
+        Unnamed steps are named after their class in lower case ("center", "whiten",
+        "whiten-2" for a repeat, as scikit-learn's ``make_pipeline``).
+
+    ``fit`` and ``partial_fit`` accumulate the moments of the pipeline's *input* and push
+    them through the steps: each step's moments are those of its predecessor's output,
+    computed exactly from the input's (every step is affine). So ``partial_fit`` over
+    batches equals ``fit`` on their concatenation for the whole chain, in one pass over the
+    data; feeding batches through steps that are still being fitted would not.
+    ``state_dict`` keys are "<step name>.<key>", plus "_input.*" for the input moments.
+
+    Examples
+    --------
+    >>> pipe = Pipeline([Center(), ("white", Whiten("zca"))])
+    >>> z = pipe.fit(torch.randn(100, 3)).transform(torch.randn(5, 3))
+    >>> pipe["white"].components_.shape
+    torch.Size([3, 3])
+    """
+
+    def __init__(self, steps: Sequence[_Preprocessor | tuple[str, _Preprocessor]]) -> None:
+        self.steps = _named_steps(steps)
+        self._moments: _Moments | None = None
+
+    @property
+    def named_steps(self) -> dict[str, _Preprocessor]:
+        """The steps by name."""
+        return dict(self.steps)
+
+    def __getitem__(self, key: int | str) -> _Preprocessor:
+        return self.named_steps[key] if isinstance(key, str) else self.steps[key][1]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.steps!r})"
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameter ``steps``."""
+        return {"steps": self.steps}
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return all(step._moments is not None for _, step in self.steps)
+
+    @property
+    def n_samples_seen_(self) -> int:
+        """Samples behind the statistics of the first step."""
+        return self._first_fitted("n_samples_seen_").n_samples_seen_
+
+    @property
+    def n_features_in_(self) -> int:
+        """Number of input features D (or channels C)."""
+        return self._first_fitted("n_features_in_").n_features_in_
+
+    def fit(self, x: Tensor | np.ndarray, y: Any = None) -> Pipeline:
+        """Fit every step on ``x`` (the training split); returns self."""
+        self._moments = None
+        self._accumulate(x, "fit")
+        for _, step in self.steps:
+            step._attributes()  # finalize now, so errors and warnings come from ``fit``
+        return self
+
+    def partial_fit(self, x: Tensor | np.ndarray, y: Any = None) -> Pipeline:
+        """Merge one more batch into the input moments and refit every step; returns self."""
+        self._accumulate(x, "partial_fit")
+        return self
+
+    def transform(self, x: Tensor | np.ndarray) -> Tensor | np.ndarray:
+        """Apply f_1, …, f_K in order."""
+        self._check_fitted("transform")
+        for _, step in self.steps:
+            x = step.transform(x)
+        return x
+
+    def fit_transform(self, x: Tensor | np.ndarray, y: Any = None) -> Tensor | np.ndarray:
+        """``fit(x)`` then ``transform(x)``."""
+        return self.fit(x).transform(x)
+
+    def inverse_transform(self, x: Tensor | np.ndarray) -> Tensor | np.ndarray:
+        """Apply f_K⁻¹, …, f_1⁻¹ in order."""
+        self._check_fitted("inverse_transform")
+        for _, step in reversed(self.steps):
+            x = step.inverse_transform(x)
+        return x
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Every step's state under "<name>.", and the input moments under "_input."."""
+        self._check_fitted("state_dict")
+        state = {
+            f"{name}.{key}": value
+            for name, step in self.steps
+            for key, value in step.state_dict().items()
+        }
+        if self._moments is not None:
+            state["_input.n_samples_seen_"] = torch.tensor(self._moments.n)
+            state["_input.mean_"] = self._moments.mean
+            if self._moments.m2 is not None:
+                state["_input.m2_"] = self._moments.m2
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> Pipeline:
+        """Restore every step (and the input moments, when saved); returns self."""
+        for name, step in self.steps:
+            prefix = f"{name}."
+            step.load_state_dict(
+                {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            )
+        names = {f"{name}." for name, _ in self.steps} | {"_input."}
+        unexpected = sorted(k for k in state if not any(k.startswith(p) for p in names))
+        if unexpected:
+            raise ValueError(f"Pipeline.load_state_dict: unexpected keys {unexpected}")
+        self._moments = None
+        if "_input.n_samples_seen_" in state:
+            m2 = state.get("_input.m2_")
+            self._moments = _Moments(
+                int(state["_input.n_samples_seen_"]),
+                state["_input.mean_"].detach().to(torch.float64),
+                None if m2 is None else m2.detach().to(torch.float64),
+            )
+        return self
+
+    # -- internals
+
+    def _kind(self) -> str:
+        kinds = {step._kind for _, step in self.steps}
+        return "full" if "full" in kinds else "diag" if "diag" in kinds else "none"
+
+    def _accumulate(self, x: Any, method: str) -> None:
+        where = f"Pipeline.{method}"
+        t, _ = _as_tensor(x, where)
+        _check_shape(t, where, two_d_only=any(step._two_d_only for _, step in self.steps))
+        if self._moments is not None and method != "fit":
+            _check_features(t, where, self._moments.mean.shape[0], "Pipeline")
+        _check_finite(t, where)
+        batch = _Moments.of_batch(t, self._kind())
+        self._moments = batch if self._moments is None else self._moments.merge(batch)
+        moments = self._moments
+        for i, (_, step) in enumerate(self.steps):
+            step._set_moments(moments)
+            if i + 1 < len(self.steps):
+                moments = step._map_moments(moments)
+
+    def _check_fitted(self, method: str) -> None:
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(
+                f"Pipeline.{method}: this Pipeline instance is not fitted yet. Call 'fit' "
+                "or 'partial_fit' with the training split (or 'load_state_dict') first."
+            )
+
+    def _first_fitted(self, attribute: str) -> _Preprocessor:
+        self._check_fitted(attribute)
+        return self.steps[0][1]
+
+
+def _named_steps(
+    steps: Sequence[_Preprocessor | tuple[str, _Preprocessor]],
+) -> list[tuple[str, _Preprocessor]]:
+    if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence) or not steps:
+        raise ValueError(
+            "Pipeline: steps must be a non-empty list of preprocessors or (name, "
+            f"preprocessor) pairs; got {steps!r}"
+        )
+    named: list[tuple[str, _Preprocessor]] = []
+    counts: dict[str, int] = {}
+    for step in steps:
+        if isinstance(step, tuple) and len(step) == 2 and isinstance(step[0], str):
+            name, estimator = step
+        else:
+            estimator = step
+            base = type(step).__name__.lower()
+            counts[base] = counts.get(base, 0) + 1
+            name = base if counts[base] == 1 else f"{base}-{counts[base]}"
+        if not isinstance(estimator, _Preprocessor):
+            raise TypeError(
+                f"Pipeline: step {name!r} is {estimator!r}; expected a trainlab preprocessor "
+                "(Center, Standardize or Whiten)"
+            )
+        if not name or "." in name or name.startswith("_"):
+            raise ValueError(
+                f"Pipeline: step name {name!r} must be non-empty, contain no '.', and not "
+                "start with '_'"
+            )
+        named.append((name, estimator))
+    names = [name for name, _ in named]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"Pipeline: step names must be unique; repeated: {duplicates}")
+    if len({id(estimator) for _, estimator in named}) != len(named):
+        raise ValueError("Pipeline: the same estimator object appears in two steps")
+    return named
+
+
+# ------------------------------------------------------------------------------- factory
+
+_FACTORIES: dict[str, Callable[..., _Preprocessor]] = {
+    "center": Center,
+    "standardize": Standardize,
+    "whiten_pca": lambda **params: Whiten(method="pca", **params),
+    "whiten_zca": lambda **params: Whiten(method="zca", **params),
+}
+
+NAMES: tuple[str, ...] = tuple(_FACTORIES)
+"""The config names of the preprocessors: center, standardize, whiten_pca, whiten_zca."""
+
+
+def make(name: str, **params: Any) -> _Preprocessor:
+    """The preprocessor for a config name.
+
+    Parameters
+    ----------
+    name : {"center", "standardize", "whiten_pca", "whiten_zca"}
+    **params
+        Passed to the constructor, e.g. ``eps`` for the whitening methods.
+
+    Returns
+    -------
+    An unfitted ``Center``, ``Standardize`` or ``Whiten``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not one of ``NAMES``.
+    """
+    if not isinstance(name, str) or name not in _FACTORIES:
+        allowed = ", ".join(repr(n) for n in NAMES)
+        raise ValueError(f"make: unknown preprocessor {name!r}; expected one of {allowed}")
+    return _FACTORIES[name](**params)
