@@ -75,8 +75,10 @@ def demo(
         return f"{r.steps:>6} {r.best_lr:>8.3g} {r.converged:>3}/{len(lrs)}"
 
     typer.echo(f"{'':18}  {'valley along the axes':^22}   {f'valley turned {angle}°':^22}")
-    typer.echo(f"{'optimizer':18}  {'steps':>6} {'best lr':>8} {'ok':>6}   "
-               f"{'steps':>6} {'best lr':>8} {'ok':>6}")
+    typer.echo(
+        f"{'optimizer':18}  {'steps':>6} {'best lr':>8} {'ok':>6}   "
+        f"{'steps':>6} {'best lr':>8} {'ok':>6}"
+    )
     for a, r in zip(aligned, rotated):
         typer.echo(f"{a.optimizer:18}  {cell(a)}   {cell(r)}")
 

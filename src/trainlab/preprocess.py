@@ -738,7 +738,9 @@ class Pipeline:
     them through the steps: each step's moments are those of its predecessor's output,
     computed exactly from the input's (every step is affine). So ``partial_fit`` over
     batches equals ``fit`` on their concatenation for the whole chain, in one pass over the
-    data; feeding batches through steps that are still being fitted would not.
+    data; feeding batches through steps that are still being fitted would not. (A step
+    that is not the last one is refit on every ``partial_fit`` to carry the moments on;
+    that costs an eigendecomposition per batch for a ``Whiten`` in the middle.)
     ``state_dict`` keys are "<step name>.<key>", plus "_input.*" for the input moments.
 
     Examples
@@ -832,15 +834,15 @@ class Pipeline:
 
     def load_state_dict(self, state: Mapping[str, Tensor]) -> Pipeline:
         """Restore every step (and the input moments, when saved); returns self."""
+        prefixes = [f"{name}." for name, _ in self.steps] + ["_input."]
+        unexpected = sorted(k for k in state if not any(k.startswith(p) for p in prefixes))
+        if unexpected:
+            raise ValueError(f"Pipeline.load_state_dict: unexpected keys {unexpected}")
         for name, step in self.steps:
             prefix = f"{name}."
             step.load_state_dict(
                 {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             )
-        names = {f"{name}." for name, _ in self.steps} | {"_input."}
-        unexpected = sorted(k for k in state if not any(k.startswith(p) for p in names))
-        if unexpected:
-            raise ValueError(f"Pipeline.load_state_dict: unexpected keys {unexpected}")
         self._moments = None
         if "_input.n_samples_seen_" in state:
             m2 = state.get("_input.m2_")

@@ -88,6 +88,10 @@ class TensorList:
         torch._foreach_sqrt_(self.tensors)
         return self
 
+    def clamp_min_(self, low: float) -> TensorList:
+        torch._foreach_clamp_min_(self.tensors, low)
+        return self
+
     def copy_(self, other: TensorList) -> TensorList:
         torch._foreach_copy_(self.tensors, other.tensors)
         return self

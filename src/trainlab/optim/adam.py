@@ -120,7 +120,12 @@ class Adam(Optimizer):
         return state
 
     def update(self, p, g, state: dict, group: dict, step: int) -> None:
-        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        lr, (beta1, beta2), eps, wd = (
+            group["lr"],
+            group["betas"],
+            group["eps"],
+            group["weight_decay"],
+        )
         if wd:
             if group["decoupled"]:
                 p.mul_(1 - lr * wd)  # w ← w − lr·λ·w

@@ -20,7 +20,8 @@ class RMSProp(Optimizer):
     * the lecture:  ``s_t = ρ·s_{t−1} + (1−ρ)·g²``;  ``w_{t+1} = w_t − lr·g ⊘ (√s_t + ε)``
     * ``eps_in_sqrt`` (Keras, optax): the denominator is ``√(s_t + ε)``
     * ``centered``: ``ḡ_t = ρ·ḡ_{t−1} + (1−ρ)·g`` and ``s_t − ḡ_t²`` (an estimate of the
-      gradient's variance) replaces ``s_t`` in the denominator
+      gradient's variance, ≥ 0 in exact arithmetic; clamped at 0 so that rounding never
+      takes the square root of a negative number) replaces ``s_t`` in the denominator
     * ``momentum`` μ > 0 (torch, optax): ``b_t = μ·b_{t−1} + g ⊘ d_t``;
       ``w_{t+1} = w_t − lr·b_t`` where ``d_t`` is the denominator above;
       with ``lr_in_buffer`` (Keras): ``b_t = μ·b_{t−1} + lr·g ⊘ d_t``; ``w_{t+1} = w_t − b_t``
@@ -128,7 +129,7 @@ class RMSProp(Optimizer):
         if group["centered"]:
             g_avg = state["grad_avg"]
             g_avg.lerp_(g, 1 - rho)  # ḡ ← ρ·ḡ + (1−ρ)·g
-            s = s.addcmul(g_avg, g_avg, value=-1)  # s − ḡ²
+            s = s.addcmul(g_avg, g_avg, value=-1).clamp_min_(0)  # max(s − ḡ², 0)
         if group["eps_in_sqrt"]:
             d = s.add(eps).sqrt_()  # d = √(s + ε)
         else:
