@@ -109,14 +109,8 @@ def test_adam_equals_its_equation_for_any_hyperparameters(
     grads = [rng.normal(size=shape) for _ in range(10)]
     kw = dict(lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, **switches)
     for impl in ("reference", "foreach"):
-        w = torch.tensor(w0, requires_grad=True)
-        opt = optim.Adam([w], impl=impl, **kw)
-        for g in grads:
-            w.grad = torch.tensor(g)
-            opt.step()
-        np.testing.assert_allclose(
-            w.detach().numpy(), T.adam(w0, grads, **kw), rtol=1e-9, atol=1e-12
-        )
+        got = T.run_torch(lambda p, impl=impl: optim.Adam(p, impl=impl, **kw), w0, grads)
+        np.testing.assert_allclose(got, T.adam(w0, grads, **kw), rtol=1e-9, atol=1e-12)
 
 
 @settings(max_examples=40, deadline=None)
@@ -143,14 +137,8 @@ def test_rmsprop_equals_its_equation_for_any_hyperparameters(
         # the variance 0 ± rounding): keep the comparison well conditioned
         rho, eps = max(rho, 0.1), max(eps, 1e-3)
     kw = dict(lr=lr, rho=rho, eps=eps, momentum=momentum, weight_decay=wd, **switches)
-    w = torch.tensor(w0, requires_grad=True)
-    opt = optim.RMSProp([w], **kw)
-    for g in grads:
-        w.grad = torch.tensor(g)
-        opt.step()
-    np.testing.assert_allclose(
-        w.detach().numpy(), T.rmsprop(w0, grads, **kw), rtol=1e-8, atol=1e-10
-    )
+    got = T.run_torch(lambda p: optim.RMSProp(p, **kw), w0, grads)
+    np.testing.assert_allclose(got, T.rmsprop(w0, grads, **kw), rtol=1e-8, atol=1e-10)
 
 
 @settings(max_examples=40, deadline=None)
@@ -174,12 +162,8 @@ def test_sgd_equals_its_equation_for_any_hyperparameters(
     w0 = rng.normal(size=shape)
     grads = [rng.normal(size=shape) for _ in range(10)]
     kw = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=wd, **switches)
-    w = torch.tensor(w0, requires_grad=True)
-    opt = optim.SGD([w], **kw)
-    for g in grads:
-        w.grad = torch.tensor(g)
-        opt.step()
-    np.testing.assert_allclose(w.detach().numpy(), T.sgd(w0, grads, **kw), rtol=1e-9, atol=1e-12)
+    got = T.run_torch(lambda p: optim.SGD(p, **kw), w0, grads)
+    np.testing.assert_allclose(got, T.sgd(w0, grads, **kw), rtol=1e-9, atol=1e-12)
 
 
 # --- the torch.optim.Optimizer contract -----------------------------------------------------

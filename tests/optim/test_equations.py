@@ -16,14 +16,7 @@ STEPS = 50
 TOL = {torch.float32: dict(rtol=2e-5, atol=1e-6), torch.float64: dict(rtol=1e-10, atol=1e-12)}
 
 
-def _run(make, w0: np.ndarray, grads: list[np.ndarray], dtype: torch.dtype) -> np.ndarray:
-    """Run a trainlab optimizer over the given gradient sequence; return the parameters."""
-    w = torch.tensor(w0, dtype=dtype, requires_grad=True)
-    opt = make([w])
-    for g in grads:
-        w.grad = torch.tensor(g, dtype=dtype)
-        opt.step()
-    return w.detach().numpy()
+_run = T.run_torch
 
 
 def _problem(shape, dtype, seed=0):

@@ -8,6 +8,17 @@ update rules), not from trainlab's code, and are the oracles of the equation tes
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+
+def run_torch(make, w0: np.ndarray, grads: list[np.ndarray], dtype=torch.float64) -> np.ndarray:
+    """The other side of every comparison: a torch optimizer ``make([w])`` over ``grads``."""
+    w = torch.tensor(w0, dtype=dtype, requires_grad=True)
+    opt = make([w])
+    for g in grads:
+        w.grad = torch.tensor(g, dtype=dtype)
+        opt.step()
+    return w.detach().numpy()
 
 
 # --- trainlab's equations, every switch ---------------------------------------------------

@@ -1,0 +1,66 @@
+"""The command line: help, version, the demo, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import trainlab
+from trainlab.cli import main
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_version_prints_the_package_version(capsys):
+    code, out, _ = _run(capsys, "--version")
+    assert code == 0 and out.strip() == f"trainlab {trainlab.__version__}"
+
+
+def test_help_lists_the_commands(capsys):
+    code, out, _ = _run(capsys, "--help")
+    assert code == 0 and "demo" in out and "Usage" in out
+
+
+def test_bare_command_prints_help_and_succeeds(capsys):
+    code, out, _ = _run(capsys)
+    assert code == 0 and "demo" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "culprit"),
+    [
+        (["nonsense"], "No such command 'nonsense'"),
+        (["demo", "--tol", "3"], "--tol"),
+        (["demo", "--max-steps", "0"], "--max-steps"),
+        (["demo", "--bogus"], "--bogus"),
+    ],
+)
+def test_user_errors_are_one_line_naming_the_culprit_with_exit_2(capsys, argv, culprit):
+    code, out, err = _run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("trainlab: error:") and culprit in err
+    assert "Traceback" not in err + out
+
+
+def test_demo_shows_momentum_beating_sgd_on_the_valley(capsys):
+    code, out, _ = _run(capsys, "demo", "--max-steps", "400")
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines() if line[:4] in ("sgd ", "mome")}
+    assert set(rows) == {"sgd", "momentum"}
+    sgd_steps, momentum_steps = int(rows["sgd"].split()[1]), int(rows["momentum"].split()[2])
+    assert momentum_steps < sgd_steps
+    assert "fewer steps than SGD" in out
+
+
+def test_python_dash_m_runs_the_cli():
+    result = subprocess.run(
+        [sys.executable, "-m", "trainlab", "--version"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and result.stdout.startswith("trainlab ")
