@@ -108,9 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=argv, standalone_mode=False)
     except _click_errors.UsageError as err:
-        if type(err).__name__ == "NoArgsIsHelpError" and err.ctx is not None:
-            typer.echo(err.ctx.get_help())  # bare `trainlab`: the help, as --help
-            sys.exit(0)
+        if type(err).__name__ == "NoArgsIsHelpError":
+            sys.exit(0)  # bare `trainlab`: the help is already printed, as for --help
         typer.echo(f"trainlab: error: {err.format_message()}", err=True)
         sys.exit(2)
     except _click_errors.ClickException as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 
@@ -391,3 +392,47 @@ def test_training_a_model_reduces_its_loss():
             opt.step()
             first = first if first is not None else loss.item()
         assert loss.item() < 0.01 * first and math.isfinite(loss.item())
+
+
+def test_a_torch_sgd_state_dict_loads_and_continues_identically():
+    gen = torch.Generator().manual_seed(5)
+    a = torch.randn(4, generator=gen).requires_grad_()
+    theirs = torch.optim.SGD([a], lr=0.1, momentum=0.9)
+    grads = [torch.randn(4, generator=gen) for _ in range(8)]
+    for g in grads[:4]:
+        a.grad = g.clone()
+        theirs.step()
+    b = a.detach().clone().requires_grad_()
+    ours = optim.SGD([b], lr=0.1, momentum=0.9, convention="torch")
+    ours.load_state_dict(copy.deepcopy(theirs.state_dict()))
+    for g in grads[4:]:
+        a.grad, b.grad = g.clone(), g.clone()
+        theirs.step()
+        ours.step()
+    torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kw", "switch"),
+    [
+        (optim.SGD, dict(lr=0.1), ("momentum", 0.9)),
+        (optim.RMSProp, dict(), ("centered", True)),
+        (optim.Adam, dict(), ("amsgrad", True)),
+    ],
+)
+def test_a_switch_turned_on_mid_run_gets_its_state(cls, kw, switch):
+    w = torch.ones(3, requires_grad=True)
+    opt = cls([w], **kw)
+    w.grad = torch.ones(3)
+    opt.step()
+    opt.param_groups[0][switch[0]] = switch[1]
+    w.grad = torch.ones(3)
+    opt.step()
+    assert torch.isfinite(w).all() and len(opt.state[w]) > 1
+
+
+def test_create_keeps_an_explicit_nesterov_and_needs_an_sgd_learning_rate():
+    w = [torch.zeros(2, requires_grad=True)]
+    assert optim.create("momentum", w, lr=0.1, nesterov=True).param_groups[0]["nesterov"]
+    with pytest.raises(ValueError, match="lr is required"):
+        optim.create("sgd", w)

@@ -310,3 +310,25 @@ def test_adam_bias_correction_is_the_moving_average_weight_sum(beta):
         torch.testing.assert_close(
             state["exp_avg"] / (1 - beta**n), torch.ones(3, dtype=torch.float64)
         )
+
+
+def test_optax_rmsprop_momentum_keeps_the_learning_rate_inside_the_trace():
+    """Under a schedule, optax's chain (scale by lr, then trace) differs from torch's."""
+    w0, grads = _problem((4,), torch.float64, seed=8)
+    lrs = [0.05 * 0.9**t for t in range(len(grads))]
+
+    def optax_scheduled(w, grads):  # optax.rmsprop(schedule, momentum=0.9), transcribed
+        w, nu, trace = w.copy(), np.zeros_like(w), np.zeros_like(w)
+        for lr, g in zip(lrs, grads):
+            nu = 0.1 * g**2 + 0.9 * nu
+            trace = -lr * g / np.sqrt(nu + 1e-8) + 0.9 * trace
+            w = w + trace
+        return w
+
+    w = torch.tensor(w0, requires_grad=True)
+    opt = optim.RMSProp([w], lr=0.05, momentum=0.9, convention="optax")
+    for lr, g in zip(lrs, grads):
+        opt.param_groups[0]["lr"] = lr
+        w.grad = torch.tensor(g)
+        opt.step()
+    np.testing.assert_allclose(w.detach().numpy(), optax_scheduled(w0, grads), rtol=1e-10)

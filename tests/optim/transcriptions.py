@@ -221,7 +221,8 @@ def optax_sgd(w, grads, learning_rate, momentum=None, nesterov=False):
 
 
 def optax_rmsprop(w, grads, learning_rate, decay=0.9, eps=1e-8, centered=False, momentum=None):
-    # scale_by_rms (eps_in_sqrt=True) or scale_by_stddev, then trace, then -lr
+    # chain(scale_by_rms (eps_in_sqrt=True) or scale_by_stddev, scale_by_learning_rate, trace):
+    # the learning rate enters before the momentum trace
     w = w.copy()
     nu, mu, trace = np.zeros_like(w), np.zeros_like(w), np.zeros_like(w)
     for g in grads:
@@ -231,10 +232,11 @@ def optax_rmsprop(w, grads, learning_rate, decay=0.9, eps=1e-8, centered=False, 
             u = g / np.sqrt(nu - mu**2 + eps)
         else:
             u = g / np.sqrt(nu + eps)
+        u = -learning_rate * u
         if momentum is not None:
             trace = u + momentum * trace
             u = trace
-        w = w + (-learning_rate * u)
+        w = w + u
     return w
 
 

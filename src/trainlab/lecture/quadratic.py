@@ -4,7 +4,7 @@
 directions ``u_i``: with ``h = (100, 1)`` the valley is 100× steeper across than along —
 the "pathological curvature" of the lecture. Each optimizer gets the same fair chance:
 a grid of learning rates, and the best one is reported with the number of steps it
-needs to reduce the loss a million-fold.
+needs to reduce the loss by a factor ``1/tol``.
 
 The whole grid runs as one optimizer with one param group per learning rate, so the
 search costs one vectorized run per optimizer.

@@ -45,9 +45,12 @@ def create(name: str, params: Iterable, **hyper: Any) -> Optimizer:
     ValueError
         For an unknown name (the message lists :data:`NAMES`) or a bad hyperparameter.
     """
+    if name in ("sgd", "momentum", "nesterov") and hyper.get("lr") is None:
+        raise ValueError(f"optimizer {name!r} needs a learning rate: lr is required")
     if name in ("momentum", "nesterov"):
         hyper.setdefault("momentum", 0.9)
-        hyper["nesterov"] = name == "nesterov"
+        if name == "nesterov":
+            hyper["nesterov"] = True
         return SGD(params, **hyper)
     classes = {"sgd": SGD, "rmsprop": RMSProp, "adam": Adam, "adamw": AdamW}
     if name not in classes:

@@ -4,7 +4,7 @@ An optimizer family (``sgd.py``, ``rmsprop.py``, ``adam.py``) is three things:
 
 * its hyperparameters: trainlab's defaults and the overrides of each framework's
   convention (``DEFAULTS``, ``CONVENTIONS``);
-* the state one parameter needs (``init_state``);
+* the state one parameter needs (``state_keys``);
 * its update equation (``update``), written once, line by line like the slide, with
   tensor methods only (``mul_``, ``lerp_``, ``addcdiv_`` …).
 
@@ -274,8 +274,12 @@ class Optimizer(torch.optim.Optimizer):
                 st["step"] = int(st["step"].item())
 
     # The two methods a family implements ----------------------------------------------
-    def init_state(self, p: torch.Tensor, group: dict) -> dict[str, torch.Tensor]:
-        """The state tensors of one parameter, before its first step."""
+    def state_keys(self, group: dict) -> tuple[str, ...]:
+        """Names of the state tensors one parameter needs under ``group``'s switches.
+
+        Each starts as zeros like the parameter; a switch turned on mid-run (momentum,
+        ``centered``, ``amsgrad``) gets its tensor at the next step.
+        """
         raise NotImplementedError
 
     def update(self, p, g, state: dict, group: dict, step: int) -> None:
@@ -300,9 +304,13 @@ class Optimizer(torch.optim.Optimizer):
                     f"(parameter of shape {tuple(p.shape)})"
                 )
             state = self.state[p]
-            if not state:
-                state.update(self.init_state(p, group))
-                state["step"] = 0
+            if "step" not in state:
+                # new; or loaded from torch.optim.SGD, which keeps no step count (a
+                # loaded momentum buffer has seen at least one step)
+                state["step"] = 1 if state else 0
+            for key in self.state_keys(group):
+                if key not in state:
+                    state[key] = zeros_like(p)
             state["step"] += 1
             params.append(p)
             grads.append(g)

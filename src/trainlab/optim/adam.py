@@ -5,9 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-import torch
-
-from ._engine import Optimizer, maximum_, zeros_like
+from ._engine import Optimizer, maximum_
 
 __all__ = ["Adam", "AdamW"]
 
@@ -113,11 +111,8 @@ class Adam(Optimizer):
         }
         super().__init__(params, given, convention, impl)
 
-    def init_state(self, p: torch.Tensor, group: dict) -> dict[str, torch.Tensor]:
-        state = {"exp_avg": zeros_like(p), "exp_avg_sq": zeros_like(p)}
-        if group["amsgrad"]:
-            state["max_exp_avg_sq"] = zeros_like(p)
-        return state
+    def state_keys(self, group: dict) -> tuple[str, ...]:
+        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
 
     def update(self, p, g, state: dict, group: dict, step: int) -> None:
         lr, (beta1, beta2), eps, wd = (

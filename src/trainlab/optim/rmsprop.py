@@ -5,9 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-import torch
-
-from ._engine import Optimizer, zeros_like
+from ._engine import Optimizer
 
 __all__ = ["RMSProp"]
 
@@ -47,7 +45,8 @@ class RMSProp(Optimizer):
     decoupled, lr_in_buffer : bool, optional
     convention : {"lecture", "torch", "keras", "optax"}, optional
         torch: ``lr=1e-2, rho=0.99``; Keras: ``eps=1e-7, eps_in_sqrt, lr_in_buffer,
-        decoupled``; optax: ``eps_in_sqrt``; the lecture: trainlab's defaults.
+        decoupled``; optax: ``eps_in_sqrt, lr_in_buffer`` (its chain scales by
+        the learning rate before the momentum trace); the lecture: trainlab's defaults.
         Explicit arguments win.
     impl : {"auto", "reference", "foreach"}
 
@@ -70,7 +69,7 @@ class RMSProp(Optimizer):
         "lecture": {},
         "torch": {"lr": 1e-2, "rho": 0.99},
         "keras": {"eps": 1e-7, "eps_in_sqrt": True, "lr_in_buffer": True, "decoupled": True},
-        "optax": {"eps_in_sqrt": True},
+        "optax": {"eps_in_sqrt": True, "lr_in_buffer": True},
     }
     RANGES = {
         "lr": (0.0, math.inf, "[)"),
@@ -109,13 +108,12 @@ class RMSProp(Optimizer):
         }
         super().__init__(params, given, convention, impl)
 
-    def init_state(self, p: torch.Tensor, group: dict) -> dict[str, torch.Tensor]:
-        state = {"square_avg": zeros_like(p)}
-        if group["centered"]:
-            state["grad_avg"] = zeros_like(p)
-        if group["momentum"]:
-            state["momentum_buffer"] = zeros_like(p)
-        return state
+    def state_keys(self, group: dict) -> tuple[str, ...]:
+        return (
+            ("square_avg",)
+            + (("grad_avg",) if group["centered"] else ())
+            + (("momentum_buffer",) if group["momentum"] else ())
+        )
 
     def update(self, p, g, state: dict, group: dict, step: int) -> None:
         lr, rho, eps, wd = group["lr"], group["rho"], group["eps"], group["weight_decay"]

@@ -6,9 +6,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-import torch
-
-from ._engine import Optimizer, zeros_like
+from ._engine import Optimizer
 
 __all__ = ["SGD"]
 
@@ -113,8 +111,8 @@ class SGD(Optimizer):
                 f"got momentum={hp['momentum']!r}, dampening={hp['dampening']!r}"
             )
 
-    def init_state(self, p: torch.Tensor, group: dict) -> dict[str, torch.Tensor]:
-        return {"momentum_buffer": zeros_like(p)} if group["momentum"] else {}
+    def state_keys(self, group: dict) -> tuple[str, ...]:
+        return ("momentum_buffer",) if group["momentum"] else ()
 
     def update(self, p, g, state: dict, group: dict, step: int) -> None:
         lr, rho, wd = group["lr"], group["momentum"], group["weight_decay"]
