@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 
 import typer
 
@@ -103,6 +104,56 @@ def demo(
     )
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean 'fix your input': printed as one line, exit status 2."""
+    from trainlab.config import ConfigError
+    from trainlab.data import DataError
+    from trainlab.train import CheckpointError, NonFiniteLossError
+    from trainlab.train.run import RunError
+
+    return (ConfigError, DataError, RunError, CheckpointError, NonFiniteLossError)
+
+
+@app.command()
+def fit(
+    config: Path | None = typer.Argument(
+        None, help="The experiment config (YAML); not needed with --resume."
+    ),
+    set_: list[str] = typer.Option(
+        None, "--set", help="Override a config key: --set optimizer.lr=0.01 (repeatable)."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="The run directory to create."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Continue the run in this directory from its last checkpoint."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train a model from a config; writes a run directory and prints a final table."""
+    from trainlab.train.run import fit as fit_run
+    from trainlab.train.run import format_summary
+
+    if config is None and resume is None:
+        raise typer.BadParameter("give a CONFIG file, or --resume RUN_DIR", param_hint="CONFIG")
+    summary = fit_run(config, set_ or [], out=out, resume=resume, quiet=quiet, echo=typer.echo)
+    typer.echo(format_summary(summary))
+
+
+@app.command()
+def datasets() -> None:
+    """List the built-in datasets with their sizes."""
+    from trainlab.data import describe
+
+    rows = describe()
+    typer.echo(f"{'name':14} {'task':15} {'samples':>8} {'input':>12} {'classes':>8}  description")
+    for r in rows:
+        shape = "×".join(str(d) for d in r["input_shape"])
+        classes = r["n_classes"] if r["n_classes"] is not None else "-"
+        typer.echo(
+            f"{r['name']:14} {r['task']:15} {r['n_samples']:>8} {shape:>12} "
+            f"{classes!s:>8}  {r['description']}"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors become one line on stderr and exit 2."""
     try:
@@ -114,6 +165,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except _click_errors.ClickException as err:
         typer.echo(f"trainlab: error: {err.format_message()}", err=True)
+        sys.exit(2)
+    except Exception as err:
+        if not isinstance(err, _user_errors()):
+            raise
+        typer.echo(f"trainlab: error: {err}", err=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("trainlab: interrupted", err=True)

@@ -1,0 +1,448 @@
+"""The experiment config: a YAML file, ``--set key=value`` overrides, one pydantic schema.
+
+Everything is checked before any work starts. A mistake gives one line naming the key's
+path and what it accepts, e.g.::
+
+    config error: model.hiden: unknown key; did you mean 'hidden'?
+    config error: optimizer.lr: must be in [0, ∞), got -0.1
+    config error: model.norm: must be one of 'none', 'batch', …; got 'bn'
+
+The ranges of the optimizers' hyperparameters are not written here a second time: the
+optimizer itself is built on a dummy parameter, so the config accepts exactly what the
+optimizer accepts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trainlab import init as init_schemes
+from trainlab import nn as tl_nn
+from trainlab import optim, preprocess
+from trainlab.optim import schedule as schedules
+
+__all__ = [
+    "ConfigError",
+    "Config",
+    "DataConfig",
+    "SplitConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "ScheduleConfig",
+    "EarlyStoppingConfig",
+    "TrainConfig",
+    "load_config",
+    "parse_overrides",
+    "apply_overrides",
+    "save_config",
+]
+
+
+class ConfigError(ValueError):
+    """A config the user has to fix; ``str(err)`` is one line naming the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(_Section):
+    val: float = Field(0.15, ge=0.0, lt=1.0, description="fraction for validation")
+    test: float = Field(
+        0.15,
+        ge=0.0,
+        lt=1.0,
+        description="fraction for test (ignored when the dataset has a canonical test split)",
+    )
+    stratify: bool = True
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self) -> SplitConfig:
+        if self.val + self.test >= 1.0:
+            raise ValueError(f"val + test must be < 1, got {self.val} + {self.test}")
+        return self
+
+
+class DataConfig(_Section):
+    dataset: str = Field(
+        "mnist1d", description="built-in name, or a path: .csv, .npz, image folder"
+    )
+    target: str | None = Field(None, description="CSV: the target column (default: last)")
+    task: Literal["auto", "classification", "regression"] = "auto"
+    split: SplitConfig = SplitConfig()
+    preprocess: list[str] = Field(default_factory=list)
+
+    @field_validator("preprocess")
+    @classmethod
+    def _known_preprocessors(cls, steps: list[str]) -> list[str]:
+        for step in steps:
+            if step not in preprocess.NAMES:
+                allowed = ", ".join(repr(n) for n in preprocess.NAMES)
+                raise ValueError(f"must be a list of {allowed}; got {step!r}")
+        return steps
+
+
+class ModelConfig(_Section):
+    kind: Literal["linear", "mlp", "cnn1d", "cnn2d"] = "mlp"
+    hidden: list[int] | None = Field(None, description="hidden widths (default per kind)")
+    channels: list[int] | None = Field(None, description="conv channels (cnn1d, cnn2d)")
+    kernel_size: int | None = Field(None, ge=1)
+    activation: Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu", "elu", "identity"] = "relu"
+    norm: Literal[tl_nn.NORM_KINDS] = "none"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout_mode: Literal[tl_nn.DROPOUT_MODES] = "inverted"
+    init: str = "default"
+
+    @field_validator("hidden", "channels")
+    @classmethod
+    def _positive_sizes(cls, sizes: list[int] | None) -> list[int] | None:
+        if sizes is not None and any(s < 1 for s in sizes):
+            raise ValueError(f"sizes must be positive integers, got {sizes}")
+        return sizes
+
+    @field_validator("init")
+    @classmethod
+    def _known_init(cls, name: str) -> str:
+        if name not in init_schemes.NAMES:
+            raise ValueError(_one_of(init_schemes.NAMES, name))
+        return name
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`trainlab.models.build` this section sets."""
+        opts = self.model_dump(exclude={"kind"})
+        return {k: v for k, v in opts.items() if v is not None}
+
+
+# Hyperparameter names each optimizer takes (its __init__ keywords), for clear errors.
+_OPTIMIZER_CLASS = {
+    "sgd": optim.SGD,
+    "momentum": optim.SGD,
+    "nesterov": optim.SGD,
+    "rmsprop": optim.RMSProp,
+    "adam": optim.Adam,
+    "adamw": optim.AdamW,
+}
+
+
+class OptimizerConfig(_Section):
+    """``name`` and ``lr``; any other key is a hyperparameter of that optimizer."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    name: Literal[optim.NAMES] = "adam"
+    lr: float | Literal["auto"] = 1e-3
+    convention: Literal[optim.CONVENTIONS] | None = None
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`trainlab.optim.create` (without ``lr='auto'``)."""
+        hyper = dict(self.model_extra or {})
+        if self.lr != "auto":
+            hyper["lr"] = self.lr
+        if self.convention is not None:
+            hyper["convention"] = self.convention
+        if "betas" in hyper and isinstance(hyper["betas"], list):
+            hyper["betas"] = tuple(hyper["betas"])
+        return hyper
+
+    @model_validator(mode="after")
+    def _the_optimizer_accepts_it(self) -> OptimizerConfig:
+        cls = _OPTIMIZER_CLASS[self.name]
+        accepted = set(cls.DEFAULTS) | {"convention"}
+        for key in self.model_extra or {}:
+            if key not in accepted:
+                raise _KeyProblem(key, f"not a hyperparameter of {self.name}", sorted(accepted))
+        hyper = self.hyperparameters()
+        hyper.setdefault("lr", 1e-3)
+        try:
+            optim.create(self.name, [torch.zeros(1, requires_grad=True)], **hyper)
+        except ValueError as err:
+            # "Adam: eps must be in (0, ∞), got 0" → key "eps", "must be in (0, ∞), got 0"
+            match = re.match(r"^\w+: (\w+)(?:\[\d\])? (must .*)$", str(err))
+            if match:
+                raise _KeyProblem(match.group(1), match.group(2)) from None
+            raise ValueError(str(err)) from None
+        except TypeError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+
+class ScheduleConfig(_Section):
+    """``name`` and the schedule's parameters (see :mod:`trainlab.optim.schedule`).
+
+    Steps count optimizer steps (batches). ``cosine`` and ``one_cycle`` take their
+    ``total_steps`` from the run's length when it is not given; ``warmup`` is followed by
+    a cosine decay over the rest of the run.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    name: Literal["constant", "step", "exponential", "cosine", "warmup", "one_cycle"] = "constant"
+
+    def build(self, total_steps: int) -> schedules.Schedule:
+        """The schedule for a run of ``total_steps`` optimizer steps."""
+        params = dict(self.model_extra or {})
+        if self.name in ("cosine", "one_cycle"):
+            params.setdefault("total_steps", total_steps)
+        if self.name == "warmup":
+            warm = params.get("warmup_steps", max(1, total_steps // 20))
+            params.setdefault("warmup_steps", warm)
+            rest = max(1, total_steps - warm)
+            params["after"] = schedules.cosine(rest, final=params.pop("final", 0.0))
+        return schedules.make(self.name, **params)
+
+    @model_validator(mode="after")
+    def _the_schedule_accepts_it(self) -> ScheduleConfig:
+        try:
+            self.build(total_steps=1000)
+        except ValueError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+
+_METRICS = ("loss", "accuracy", "mse", "r2")
+
+
+def _logged_metric(metric: str | None) -> str | None:
+    """A metric name as metrics.jsonl logs it: train_ or val_ and one of _METRICS."""
+    names = [f"{split}_{m}" for split in ("train", "val") for m in _METRICS]
+    if metric is not None and metric not in names:
+        raise ValueError(_one_of(names, metric))
+    return metric
+
+
+class EarlyStoppingConfig(_Section):
+    patience: int = Field(10, ge=1, description="epochs without improvement before stopping")
+    metric: str = Field("val_loss", description="a key of metrics.jsonl, e.g. val_accuracy")
+    min_delta: float = Field(0.0, ge=0.0)
+
+    _a_logged_metric = field_validator("metric")(lambda cls, m: _logged_metric(m))
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(100, ge=1)
+    early_stopping: EarlyStoppingConfig | None = None
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
+    deterministic: bool = Field(
+        True, description="deterministic kernels: a resumed run equals an uninterrupted one"
+    )
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+    monitor: str | None = Field(
+        None,
+        description="the metric that picks the best epoch "
+        "(default: val_accuracy for classification, val_loss for "
+        "regression)",
+    )
+
+    _a_logged_metric = field_validator("monitor")(lambda cls, m: _logged_metric(m))
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if device != "auto" and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps; got {device!r}")
+        return device
+
+
+class Config(_Section):
+    """The whole experiment. Every section has defaults; a file sets what differs."""
+
+    name: str = "run"
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    train: TrainConfig = TrainConfig()
+    tune: None = Field(None, description="hyperparameter search (not available yet)")
+
+    @field_validator("tune", mode="before")
+    @classmethod
+    def _no_search_yet(cls, value: Any) -> None:
+        if value is not None:
+            raise ValueError(
+                "hyperparameter search is not available in this version; "
+                "remove the section or set it to null"
+            )
+        return None
+
+    @field_validator("name")
+    @classmethod
+    def _usable_as_a_directory_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+            raise ValueError(f"must use only letters, digits, '.', '_' and '-'; got {name!r}")
+        return name
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class _KeyProblem(ValueError):
+    """Raised inside a validator to point at a key below the section being validated."""
+
+    def __init__(self, key: str, problem: str, allowed: list[str] | None = None):
+        self.key, self.problem, self.allowed = key, problem, allowed
+        super().__init__(f"{key}: {problem}")
+
+
+def _one_of(allowed, got) -> str:
+    return f"must be one of {', '.join(repr(a) for a in allowed)}; got {got!r}"
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """The valid keys of the section at ``loc`` (for 'did you mean')."""
+    model: Any = Config
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args]
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _describe(error: dict) -> str:
+    loc = tuple(str(p) for p in error["loc"])
+    path = ".".join(loc)
+    ctx = error.get("ctx", {})
+    inner = ctx.get("error")
+    if isinstance(inner, _KeyProblem):
+        path = ".".join((*loc, inner.key))
+        text = inner.problem
+        close = difflib.get_close_matches(inner.key, inner.allowed or [], n=1)
+        if close:
+            text += f"; did you mean {close[0]!r}?"
+        elif inner.allowed:
+            text += f" (allowed: {', '.join(inner.allowed)})"
+        return f"{path}: {text}"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        fields = _fields_at(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], fields, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(fields)}"
+        return f"{path}: unknown key; {hint}"
+    if kind == "literal_error":
+        return f"{path}: must be {ctx.get('expected')}; got {error.get('input')!r}"
+    msg = error["msg"]
+    msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
+    if kind in ("greater_than_equal", "greater_than", "less_than", "less_than_equal"):
+        return f"{path}: {msg[0].lower() + msg[1:]}; got {error.get('input')!r}"
+    if kind == "model_type" or kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"{path}: {msg[0].lower() + msg[1:]}; got {error.get('input')!r}"
+    return f"{path}: {msg}" if path else msg
+
+
+def _validate(raw: dict, source: str) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        errors = err.errors()
+        # A union (lr: float | 'auto') reports one error per member: keep the first per key.
+        seen, lines = set(), []
+        for e in errors:
+            text = _describe(e)
+            key = text.split(":", 1)[0]
+            if key not in seen:
+                seen.add(key)
+                lines.append(text)
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise ConfigError(f"{source}: {lines[0]}{more}") from None
+
+
+# --- loading, overrides, saving -------------------------------------------------------------
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["optimizer.lr=0.01", "model.hidden=[64, 64]"]`` → a nested dict of typed values.
+
+    Values are read as YAML (numbers, booleans, lists, null); ``1e-3`` is a number.
+    """
+    tree: dict = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(
+                f"--set {pair!r}: expected KEY=VALUE with a dotted key, e.g. optimizer.lr=0.01"
+            )
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, str):
+            try:
+                value = float(value) if re.fullmatch(r"[-+]?[\d.]+[eE][-+]?\d+", value) else value
+            except ValueError:
+                pass
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {pair!r}: {part} is set to a value and has no keys")
+        node[parts[-1]] = value
+    return tree
+
+
+def apply_overrides(raw: dict, overrides: dict) -> dict:
+    """Merge ``overrides`` into ``raw`` (a nested dict), returning a new dict."""
+    merged = dict(raw)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = apply_overrides(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or none: all defaults), apply ``--set`` overrides, validate.
+
+    Raises
+    ------
+    ConfigError
+        A missing or unreadable file, bad YAML (with its line), or an invalid key or value.
+    """
+    raw: Any = {}
+    source = "config" if path is None else str(path)
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or "invalid YAML"
+            raise ConfigError(f"{p}:{where}: {problem}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read config {p}: {err}") from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"{p}: the top level must be a mapping of sections (data, model, "
+                f"optimizer, …), got {type(raw).__name__}"
+            )
+    if overrides:
+        raw = apply_overrides(raw, parse_overrides(overrides))
+        source += " with --set"
+    return _validate(raw, source)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the fully resolved config (every default filled in) as YAML."""
+    Path(path).write_text(
+        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+    )

@@ -1,0 +1,22 @@
+"""Training: the Trainer, its callbacks, atomic checkpoints, and runs from a config."""
+
+from .callbacks import Callback, Checkpoint, EarlyStopping, MetricsLog, Progress, TensorBoard
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .trainer import TASK_METRICS, NonFiniteLossError, Trainer, history_best, resolve_device
+
+__all__ = [
+    "Trainer",
+    "NonFiniteLossError",
+    "TASK_METRICS",
+    "history_best",
+    "resolve_device",
+    "Callback",
+    "Checkpoint",
+    "EarlyStopping",
+    "MetricsLog",
+    "Progress",
+    "TensorBoard",
+    "CheckpointError",
+    "load_checkpoint",
+    "save_checkpoint",
+]

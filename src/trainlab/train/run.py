@@ -1,0 +1,268 @@
+"""A run from a config: data, split, preprocessing, model, optimizer, Trainer, run directory.
+
+A run is a directory::
+
+    config.yaml      the fully resolved config
+    split.json       the train/validation/test indices
+    metrics.jsonl    one line per epoch
+    checkpoints/     last.pt (everything, for --resume) and best.pt (best validation)
+    summary.json     final metrics of the best epoch's weights on train, val and test
+
+The test split is evaluated once, at the end, with the weights of the best validation
+epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainlab import data as tl_data
+from trainlab import models, optim, preprocess
+from trainlab.config import Config, ConfigError, load_config, save_config
+
+from .callbacks import Checkpoint, EarlyStopping, MetricsLog, Progress, TensorBoard
+from .checkpoint import load_checkpoint
+from .trainer import TASK_METRICS, Trainer, history_best, resolve_device
+
+__all__ = ["RunError", "Run", "prepare", "fit", "seed_everything"]
+
+
+class RunError(ValueError):
+    """A problem with the run directory or the run's inputs that the user can fix."""
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch; with ``deterministic``, ask torch for deterministic
+    kernels (a resumed run then equals an uninterrupted one)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+@dataclass
+class Run:
+    """Everything a run is made of, built from a config (see :func:`prepare`)."""
+
+    config: Config
+    run_dir: Path
+    dataset: Any
+    split: Any
+    preprocessor: Any
+    trainer: Trainer
+    loaders: dict[str, Any]
+    checkpoint: Checkpoint
+
+    def extra(self) -> dict:
+        """What every checkpoint carries besides the trainer: preprocessing and config."""
+        return {
+            "preprocess": self.preprocessor.state_dict() if self.preprocessor else None,
+            "config": self.config.model_dump(mode="json"),
+        }
+
+
+def _new_run_dir(config: Config, out: str | Path | None) -> Path:
+    if out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{config.name}-{stamp}"
+    run_dir = Path(out)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(
+            f"run directory {run_dir} already exists and is not empty; choose "
+            "another --out, or continue it with --resume"
+        )
+    try:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(f"cannot create run directory {run_dir}: {err.strerror}") from None
+    return run_dir
+
+
+def prepare(config: Config, run_dir: Path, resuming: bool, quiet: bool = True) -> Run:
+    """Build the run's pieces; the split and preprocessing come from the training data."""
+    seed_everything(config.seed, config.train.deterministic)
+    device = resolve_device(config.train.device)
+    if config.optimizer.lr == "auto":
+        raise ConfigError(
+            "optimizer.lr: 'auto' needs the learning-rate finder, which is not "
+            "available in this version; give a number"
+        )
+    dataset = tl_data.load(config.data.dataset, target=config.data.target, task=config.data.task)
+    split_path = run_dir / "split.json"
+    if resuming:
+        split = tl_data.Split.load(split_path)
+    else:
+        s = config.data.split
+        split = tl_data.split(
+            dataset, val=s.val, test=s.test, stratify=s.stratify, seed=config.seed
+        )
+        split.save(split_path)
+
+    X, y = dataset.X, dataset.y
+    pre = None
+    if config.data.preprocess:
+        # fitted on the training split only, always
+        pre = preprocess.Pipeline([preprocess.make(name) for name in config.data.preprocess])
+        pre.fit(X[torch.as_tensor(split.train)])
+        X = pre.transform(X).float()
+    X, y = X.to(device), y.to(device)
+
+    def part(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        i = torch.as_tensor(idx, device=device)
+        return X[i], y[i]
+
+    batch = config.train.batch_size
+    loaders = {
+        "train": tl_data.TensorLoader(
+            *part(split.train), batch_size=batch, shuffle=True, seed=config.seed
+        )
+    }
+    for name in ("val", "test"):
+        idx = getattr(split, name)
+        if len(idx):
+            loaders[name] = tl_data.TensorLoader(
+                *part(idx), batch_size=max(batch, 1000), shuffle=False
+            )
+
+    n_out = dataset.n_classes if dataset.task == "classification" else 1
+    model = models.build(config.model.kind, tuple(X.shape[1:]), n_out, **config.model.options())
+    opt = optim.create(
+        config.optimizer.name, model.parameters(), **config.optimizer.hyperparameters()
+    )
+    total_steps = config.train.epochs * len(loaders["train"])
+    scheduler = optim.schedule.scheduler(opt, config.schedule.build(total_steps))
+
+    monitor = config.train.monitor or default_monitor(dataset.task, "val" in loaders)
+    callbacks: list[Any] = []
+    es = config.train.early_stopping
+    if es is not None:
+        callbacks.append(EarlyStopping(es.metric, es.patience, es.min_delta))
+    callbacks += [
+        MetricsLog(run_dir / "metrics.jsonl"),
+        Progress(config.train.epochs, enabled=None if not quiet else False),
+    ]
+    if _tensorboard_available():
+        callbacks.append(TensorBoard(run_dir / "tensorboard"))
+    checkpoint = Checkpoint(
+        run_dir / "checkpoints", metric=monitor, every=config.train.checkpoint_every
+    )
+    callbacks.append(checkpoint)  # last: it saves the other callbacks' updated state
+    trainer = Trainer(
+        model, opt, task=dataset.task, scheduler=scheduler, callbacks=callbacks, device=device
+    )
+    run = Run(config, run_dir, dataset, split, pre, trainer, loaders, checkpoint)
+    checkpoint.extra = run.extra
+    return run
+
+
+def default_monitor(task: str, has_val: bool) -> str:
+    """The metric that picks the best epoch: validation accuracy for classification (the
+    validation loss of an overconfident classifier can rise while its accuracy still
+    improves), validation loss for regression; the training loss without a validation set."""
+    if not has_val:
+        return "train_loss"
+    return "val_accuracy" if task == "classification" else "val_loss"
+
+
+def _tensorboard_available() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def fit(
+    config_path: str | Path | None,
+    overrides: list[str] | None = None,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    quiet: bool = False,
+    echo: Callable[[str], None] = print,
+) -> dict:
+    """Train from a config (or continue the run in ``resume``); returns the summary."""
+    if resume is not None:
+        run_dir = Path(resume)
+        saved = run_dir / "config.yaml"
+        if not saved.is_file():
+            raise RunError(
+                f"cannot resume {run_dir}: no config.yaml there (is it a run directory?)"
+            )
+        config = load_config(saved, overrides)
+        last = run_dir / "checkpoints" / "last.pt"
+        if not last.is_file():
+            raise RunError(
+                f"cannot resume {run_dir}: no checkpoint {last} (it was stopped "
+                "before its first epoch ended; start it again)"
+            )
+        state = load_checkpoint(last)
+    else:
+        config = load_config(config_path, overrides)
+        run_dir = _new_run_dir(config, out)
+        state = None
+    save_config(config, run_dir / "config.yaml")
+    echo(f"run directory: {run_dir}")
+
+    run = prepare(config, run_dir, resuming=resume is not None, quiet=quiet)
+    trainer = run.trainer
+    if state is not None:
+        trainer.load_state_dict(state["trainer"], train_loader=run.loaders["train"])
+        echo(f"resuming after epoch {trainer.epoch} of {config.train.epochs}")
+    started = time.perf_counter()
+    trainer.fit(run.loaders["train"], run.loaders.get("val"), epochs=config.train.epochs)
+    summary = summarize(run, time.perf_counter() - started)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def summarize(run: Run, seconds: float) -> dict:
+    """Evaluate the best epoch's weights on every split (the test split only here, once)."""
+    trainer = run.trainer
+    if run.checkpoint.best.is_file():
+        trainer.model.load_state_dict(load_checkpoint(run.checkpoint.best)["model"])
+    best = history_best(trainer.history, run.checkpoint.tracker.metric)
+    summary: dict[str, Any] = {
+        "run_dir": str(run.run_dir),
+        "name": run.config.name,
+        "task": run.dataset.task,
+        "best_epoch": best[0] if best else None,
+        "epochs_run": trainer.epoch,
+        "steps": trainer.step,
+        "seconds": round(seconds, 2),
+    }
+    for name in ("train", "val", "test"):
+        loader = run.loaders.get(name)
+        if name == "train":  # metrics in eval mode (no dropout), in order
+            loader = tl_data.TensorLoader(loader.X, loader.y, batch_size=1000, shuffle=False)
+        summary[name] = trainer.evaluate(loader) if loader is not None else {}
+    summary["diagnosis"] = []
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """The final table printed by ``trainlab fit``."""
+    metrics = TASK_METRICS[summary["task"]]
+    lines = [f"{'split':8}" + "".join(f"{m:>12}" for m in metrics)]
+    for name in ("train", "val", "test"):
+        row = summary.get(name) or {}
+        if row:
+            lines.append(
+                f"{name:8}" + "".join(f"{row.get(m, float('nan')):>12.4f}" for m in metrics)
+            )
+    lines.append(
+        f"best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
+        f"{summary['seconds']:.1f} s; results in {summary['run_dir']}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""`trainlab fit` end to end: the run directory, resume, preprocessing, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from trainlab.cli import main
+from trainlab.train import Checkpoint, load_checkpoint
+from trainlab.train.run import fit
+
+
+def _csv(tmp_path, n=240, seed=0):
+    """A small classification table: 3 classes, features on very different scales."""
+    rng = np.random.default_rng(seed)
+    label = np.arange(n) % 3
+    a = rng.normal(size=n) + label
+    b = 1000.0 * (rng.normal(size=n) - label)
+    c = rng.normal(size=n)
+    path = tmp_path / "table.csv"
+    lines = ["a,b,c,label"] + [f"{x:.5f},{y:.3f},{z:.5f},{k}" for x, y, z, k in zip(a, b, c, label)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _config(tmp_path, csv, extra=""):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"""
+name: table
+seed: 0
+data: {{dataset: {csv}, preprocess: [standardize], split: {{val: 0.2, test: 0.2}}}}
+model: {{kind: mlp, hidden: [16], dropout: 0.2}}
+optimizer: {{name: adam, lr: 0.02}}
+schedule: {{name: cosine}}
+train: {{epochs: 4, batch_size: 16}}
+{extra}"""
+    )
+    return path
+
+
+def _run_cli(capsys, *argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_fit_on_a_csv_writes_the_run_directory_and_a_summary(tmp_path, capsys):
+    config = _config(tmp_path, _csv(tmp_path))
+    run_dir = tmp_path / "run"
+    code, out, err = _run_cli(capsys, "fit", str(config), "--out", str(run_dir), "--quiet")
+    assert code == 0, err
+    assert f"run directory: {run_dir}" in out and "test" in out
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.yaml", "split.json", "metrics.jsonl", "checkpoints", "summary.json"} <= names
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"last.pt", "best.pt"}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary) >= {"run_dir", "best_epoch", "epochs_run", "train", "val", "test",
+                            "diagnosis"}
+    assert summary["epochs_run"] == 4 and summary["test"]["accuracy"] > 0.6
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+    split = json.loads((run_dir / "split.json").read_text())
+    parts = [set(split[k]) for k in ("train", "val", "test")]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    assert len(parts[0] | parts[1] | parts[2]) == 240
+
+
+def test_preprocessing_is_fitted_on_the_training_split_only(tmp_path):
+    csv = _csv(tmp_path)
+    run_dir = tmp_path / "run"
+    fit(_config(tmp_path, csv), out=run_dir, quiet=True, echo=lambda s: None)
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")["preprocess"]
+    train = json.loads((run_dir / "split.json").read_text())["train"]
+    table = np.loadtxt(csv, delimiter=",", skiprows=1)[:, :3]
+    mean = next(v for k, v in state.items() if k.endswith("mean_"))
+    np.testing.assert_allclose(mean.numpy(), table[train].mean(axis=0), rtol=1e-6)
+    assert not np.allclose(mean.numpy(), table.mean(axis=0), rtol=1e-6)
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_two_epochs_kill_and_resume_equal_four_epochs_straight(tmp_path, monkeypatch):
+    csv = _csv(tmp_path)
+    config = _config(tmp_path, csv)
+    quiet = dict(quiet=True, echo=lambda s: None)
+    fit(config, out=tmp_path / "straight", **quiet)
+
+    save_last = Checkpoint.save_last
+
+    def save_then_die(self, trainer):
+        save_last(self, trainer)
+        if trainer.epoch == 2:
+            raise _Killed
+
+    monkeypatch.setattr(Checkpoint, "save_last", save_then_die)
+    with pytest.raises(_Killed):
+        fit(config, out=tmp_path / "killed", **quiet)
+    monkeypatch.undo()
+    torch.manual_seed(999)  # a fresh process would not share the first run's RNG state
+    summary = fit(None, resume=tmp_path / "killed", **quiet)
+    assert summary["epochs_run"] == 4
+
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")["trainer"]
+    b = load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt")["trainer"]
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert a["history"][-1]["train_loss"] == b["history"][-1]["train_loss"]
+    straight_log = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
+    resumed_log = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+    strip = [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in straight_log]
+    strip2 = [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in resumed_log]
+    assert strip == strip2
+
+
+def test_fit_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
+    csv = _csv(tmp_path)
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (["fit", str(_config(tmp_path, csv)), "--set", "model.hiden=[3]"],
+         "model.hiden: unknown key; did you mean 'hidden'?"),
+        (["fit", str(tmp_path / "missing.yaml")], "config file not found"),
+        (["fit", str(_config(tmp_path, tmp_path / "nope.csv"))], "nope.csv"),
+        (["fit", "--resume", str(tmp_path / "empty")], "no config.yaml"),
+        (["fit"], "CONFIG"),
+    ]
+    for argv, culprit in cases:
+        code, out, err = _run_cli(capsys, *argv, "--quiet")
+        assert code == 2, (argv, err)
+        assert err.count("\n") == 1 and culprit in err and "Traceback" not in err
+
+
+def test_an_existing_run_directory_is_not_overwritten(tmp_path, capsys):
+    config = _config(tmp_path, _csv(tmp_path))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "precious.txt").write_text("keep me")
+    code, _, err = _run_cli(capsys, "fit", str(config), "--out", str(tmp_path / "run"))
+    assert code == 2 and "already exists" in err
+    assert (tmp_path / "run" / "precious.txt").read_text() == "keep me"
+
+
+def test_a_diverging_run_stops_with_advice_and_exit_2(tmp_path, capsys):
+    config = _config(tmp_path, _csv(tmp_path))
+    code, _, err = _run_cli(capsys, "fit", str(config), "--out", str(tmp_path / "run"),
+                            "--set", "optimizer.name=sgd", "--set", "optimizer.lr=1e6",
+                            "--set", "data.preprocess=[]", "--quiet")
+    assert code == 2 and "learning rate is probably too high" in err
