@@ -99,3 +99,11 @@ def test_schedules_take_the_run_length():
     config = load_config(None, ["schedule.name=cosine"])
     schedule = config.schedule.build(total_steps=50)
     assert schedule(0) == 1.0 and schedule(50) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_model_option_its_kind_lacks_is_refused_and_a_linear_config_round_trips(tmp_path):
+    with pytest.raises(ConfigError, match=r"model\.hidden: model kind 'linear' has no option"):
+        load_config(None, ["model.kind=linear", "model.hidden=[8]"])
+    config = load_config(None, ["model.kind=linear"])
+    save_config(config, tmp_path / "resolved.yaml")
+    assert load_config(tmp_path / "resolved.yaml") == config

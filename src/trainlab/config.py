@@ -24,8 +24,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainlab import init as init_schemes
+from trainlab import models, optim, preprocess
 from trainlab import nn as tl_nn
-from trainlab import optim, preprocess
 from trainlab.optim import schedule as schedules
 
 __all__ = [
@@ -90,22 +90,27 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    kind: Literal["linear", "mlp", "cnn1d", "cnn2d"] = "mlp"
+    kind: Literal[models.KINDS] = "mlp"
     hidden: list[int] | None = Field(None, description="hidden widths (default per kind)")
     channels: list[int] | None = Field(None, description="conv channels (cnn1d, cnn2d)")
-    kernel_size: int | None = Field(None, ge=1)
-    activation: Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu", "elu", "identity"] = "relu"
+    kernel_size: int | list[int] | None = Field(
+        None, description="conv kernel size, or one per conv layer (default per kind)"
+    )
+    activation: Literal[models.ACTIVATIONS] = "relu"
     norm: Literal[tl_nn.NORM_KINDS] = "none"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     dropout_mode: Literal[tl_nn.DROPOUT_MODES] = "inverted"
     init: str = "default"
 
-    @field_validator("hidden", "channels")
+    @field_validator("hidden", "channels", "kernel_size")
     @classmethod
-    def _positive_sizes(cls, sizes: list[int] | None) -> list[int] | None:
+    def _positive_sizes(cls, value: int | list[int] | None) -> int | list[int] | None:
+        sizes = value
+        if isinstance(sizes, int):
+            sizes = [sizes]
         if sizes is not None and any(s < 1 for s in sizes):
             raise ValueError(f"sizes must be positive integers, got {sizes}")
-        return sizes
+        return value
 
     @field_validator("init")
     @classmethod
@@ -114,10 +119,24 @@ class ModelConfig(_Section):
             raise ValueError(_one_of(init_schemes.NAMES, name))
         return name
 
+    @model_validator(mode="after")
+    def _the_kind_has_these_options(self) -> ModelConfig:
+        accepted = models.OPTIONS[self.kind]
+        for key in sorted(self.model_fields_set - {"kind"}):
+            if key not in accepted:
+                raise _KeyProblem(
+                    key,
+                    f"model kind {self.kind!r} has no option {key} "
+                    f"(its options: {', '.join(accepted)})",
+                )
+        return self
+
     def options(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`trainlab.models.build` this section sets."""
+        """The keyword arguments of :func:`trainlab.models.build`: the kind's options that
+        are given or have a default here."""
         opts = self.model_dump(exclude={"kind"})
-        return {k: v for k, v in opts.items() if v is not None}
+        accepted = models.OPTIONS[self.kind]
+        return {k: v for k, v in opts.items() if v is not None and k in accepted}
 
 
 # Hyperparameter names each optimizer takes (its __init__ keywords), for clear errors.
@@ -442,7 +461,14 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def save_config(config: Config, path: str | Path) -> None:
-    """Write the fully resolved config (every default filled in) as YAML."""
-    Path(path).write_text(
-        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
-    )
+    """Write the fully resolved config (every default filled in) as YAML.
+
+    The model section keeps only the options its kind has (a linear model has no
+    activation), so the file loads back as it is.
+    """
+    data = config.model_dump(mode="json")
+    accepted = models.OPTIONS[config.model.kind]
+    data["model"] = {
+        k: v for k, v in data["model"].items() if k == "kind" or (k in accepted and v is not None)
+    }
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
