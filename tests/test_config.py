@@ -16,7 +16,7 @@ def _write(tmp_path, text: str):
 def test_an_empty_config_is_all_defaults(tmp_path):
     config = load_config(_write(tmp_path, ""))
     assert config == Config()
-    assert config.optimizer.name == "adam" and config.optimizer.lr == 1e-3
+    assert config.optimizer.name == "adam" and config.optimizer.lr is None  # Adam's own 1e-3
 
 
 def test_overrides_are_typed_and_dotted():
@@ -107,3 +107,21 @@ def test_a_model_option_its_kind_lacks_is_refused_and_a_linear_config_round_trip
     config = load_config(None, ["model.kind=linear"])
     save_config(config, tmp_path / "resolved.yaml")
     assert load_config(tmp_path / "resolved.yaml") == config
+
+
+def test_numbers_written_without_a_dot_are_numbers(tmp_path):
+    """PyYAML reads 1e-7 as a string; a config means the number."""
+    config = load_config(_write(tmp_path, "optimizer: {name: adam, eps: 1e-7, lr: 3e-4}\n"))
+    assert config.optimizer.hyperparameters() == {"eps": 1e-7, "lr": 3e-4}
+
+
+def test_a_convention_sets_the_learning_rate_when_the_config_gives_none():
+    config = load_config(None, ["optimizer.name=rmsprop", "optimizer.convention=torch"])
+    assert "lr" not in config.optimizer.hyperparameters()  # torch's RMSprop default, 1e-2
+    with pytest.raises(ConfigError, match=r"optimizer\.lr: sgd needs a learning rate"):
+        load_config(None, ["optimizer.name=sgd"])
+
+
+def test_a_union_value_error_names_the_key_plainly():
+    with pytest.raises(ConfigError, match=r"optimizer\.lr: input should be a valid number"):
+        load_config(None, ["optimizer.lr=fast"])

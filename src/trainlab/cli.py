@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from pathlib import Path
 
 import typer
@@ -156,6 +157,8 @@ def datasets() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors become one line on stderr and exit 2."""
+    # a warning is one line too (no source line): "trainlab: warning: …"
+    warnings.formatwarning = lambda message, *args, **kwargs: f"trainlab: warning: {message}\n"
     try:
         code = app(args=argv, standalone_mode=False)
     except _click_errors.UsageError as err:

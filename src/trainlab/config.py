@@ -42,6 +42,7 @@ __all__ = [
     "parse_overrides",
     "apply_overrides",
     "save_config",
+    "config_dict",
 ]
 
 
@@ -93,6 +94,7 @@ class ModelConfig(_Section):
     kind: Literal[models.KINDS] = "mlp"
     hidden: list[int] | None = Field(None, description="hidden widths (default per kind)")
     channels: list[int] | None = Field(None, description="conv channels (cnn1d, cnn2d)")
+    stride: int | None = Field(None, ge=1, description="conv stride (cnn1d)")
     kernel_size: int | list[int] | None = Field(
         None, description="conv kernel size, or one per conv layer (default per kind)"
     )
@@ -155,13 +157,17 @@ class OptimizerConfig(_Section):
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
     name: Literal[optim.NAMES] = "adam"
-    lr: float | Literal["auto"] = 1e-3
+    lr: float | Literal["auto"] | None = Field(
+        None,
+        description="learning rate; default: the optimizer's (or its convention's); "
+        "'auto': the LR finder",
+    )
     convention: Literal[optim.CONVENTIONS] | None = None
 
     def hyperparameters(self) -> dict[str, Any]:
         """Keyword arguments for :func:`trainlab.optim.create` (without ``lr='auto'``)."""
         hyper = dict(self.model_extra or {})
-        if self.lr != "auto":
+        if self.lr not in (None, "auto"):
             hyper["lr"] = self.lr
         if self.convention is not None:
             hyper["convention"] = self.convention
@@ -177,7 +183,10 @@ class OptimizerConfig(_Section):
             if key not in accepted:
                 raise _KeyProblem(key, f"not a hyperparameter of {self.name}", sorted(accepted))
         hyper = self.hyperparameters()
-        hyper.setdefault("lr", 1e-3)
+        if self.lr == "auto":
+            hyper["lr"] = 1e-3  # a stand-in: the finder sets it
+        elif self.lr is None and cls is optim.SGD:
+            raise _KeyProblem("lr", f"{self.name} needs a learning rate (no default)")
         try:
             optim.create(self.name, [torch.zeros(1, requires_grad=True)], **hyper)
         except ValueError as err:
@@ -331,8 +340,16 @@ def _fields_at(loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
+_TYPE_TAGS = re.compile(
+    r"^(float|int|str|bool|list\[.*\]|dict\[.*\]|literal\[.*\]|none|"
+    r"function-.*|tuple\[.*\])$",
+    re.IGNORECASE,
+)
+
+
 def _describe(error: dict) -> str:
-    loc = tuple(str(p) for p in error["loc"])
+    # a union (lr: float | 'auto') puts the member's type in the path: drop it
+    loc = tuple(str(p) for p in error["loc"] if not _TYPE_TAGS.match(str(p)))
     path = ".".join(loc)
     ctx = error.get("ctx", {})
     inner = ctx.get("error")
@@ -355,6 +372,7 @@ def _describe(error: dict) -> str:
         return f"{path}: must be {ctx.get('expected')}; got {error.get('input')!r}"
     msg = error["msg"]
     msg = re.sub(r"^(Value error|Assertion failed), ", "", msg)
+    msg = msg[0].lower() + msg[1:] if msg[:1].isupper() and msg[1:2].islower() else msg
     if kind in ("greater_than_equal", "greater_than", "less_than", "less_than_equal"):
         return f"{path}: {msg[0].lower() + msg[1:]}; got {error.get('input')!r}"
     if kind == "model_type" or kind.endswith("_type") or kind.endswith("_parsing"):
@@ -382,6 +400,22 @@ def _validate(raw: dict, source: str) -> Config:
 # --- loading, overrides, saving -------------------------------------------------------------
 
 
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _number(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; a config means the number."""
+    return float(value) if isinstance(value, str) and _FLOAT.fullmatch(value) else value
+
+
+def _numbers(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _numbers(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_numbers(v) for v in tree]
+    return _number(tree)
+
+
 def parse_overrides(pairs: list[str]) -> dict:
     """``["optimizer.lr=0.01", "model.hidden=[64, 64]"]`` → a nested dict of typed values.
 
@@ -398,11 +432,7 @@ def parse_overrides(pairs: list[str]) -> dict:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
             value = text
-        if isinstance(value, str):
-            try:
-                value = float(value) if re.fullmatch(r"[-+]?[\d.]+[eE][-+]?\d+", value) else value
-            except ValueError:
-                pass
+        value = _numbers(value)
         node = tree
         parts = key.split(".")
         for part in parts[:-1]:
@@ -439,7 +469,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+            raw = _numbers(yaml.safe_load(p.read_text(encoding="utf-8")))
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -460,15 +490,21 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return _validate(raw, source)
 
 
+def config_dict(config: Config) -> dict:
+    """The resolved config as plain data that validates back into the same config: the
+    model section keeps only the options its kind has (a linear model has no activation)."""
+    data = config.model_dump(mode="json")
+    accepted = models.OPTIONS[config.model.kind]
+    data["model"] = {
+        k: v for k, v in data["model"].items() if k == "kind" or (k in accepted and v is not None)
+    }
+    return data
+
+
 def save_config(config: Config, path: str | Path) -> None:
     """Write the fully resolved config (every default filled in) as YAML.
 
     The model section keeps only the options its kind has (a linear model has no
     activation), so the file loads back as it is.
     """
-    data = config.model_dump(mode="json")
-    accepted = models.OPTIONS[config.model.kind]
-    data["model"] = {
-        k: v for k, v in data["model"].items() if k == "kind" or (k in accepted and v is not None)
-    }
-    Path(path).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    Path(path).write_text(yaml.safe_dump(config_dict(config), sort_keys=False), encoding="utf-8")

@@ -59,8 +59,15 @@ def test_fit_on_a_csv_writes_the_run_directory_and_a_summary(tmp_path, capsys):
     assert {"config.yaml", "split.json", "metrics.jsonl", "checkpoints", "summary.json"} <= names
     assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"last.pt", "best.pt"}
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary) >= {"run_dir", "best_epoch", "epochs_run", "train", "val", "test",
-                            "diagnosis"}
+    assert set(summary) >= {
+        "run_dir",
+        "best_epoch",
+        "epochs_run",
+        "train",
+        "val",
+        "test",
+        "diagnosis",
+    }
     assert summary["epochs_run"] == 4 and summary["test"]["accuracy"] > 0.6
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
@@ -123,8 +130,10 @@ def test_fit_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
     csv = _csv(tmp_path)
     (tmp_path / "empty").mkdir()
     cases = [
-        (["fit", str(_config(tmp_path, csv)), "--set", "model.hiden=[3]"],
-         "model.hiden: unknown key; did you mean 'hidden'?"),
+        (
+            ["fit", str(_config(tmp_path, csv)), "--set", "model.hiden=[3]"],
+            "model.hiden: unknown key; did you mean 'hidden'?",
+        ),
         (["fit", str(tmp_path / "missing.yaml")], "config file not found"),
         (["fit", str(_config(tmp_path, tmp_path / "nope.csv"))], "nope.csv"),
         (["fit", "--resume", str(tmp_path / "empty")], "no config.yaml"),
@@ -147,7 +156,50 @@ def test_an_existing_run_directory_is_not_overwritten(tmp_path, capsys):
 
 def test_a_diverging_run_stops_with_advice_and_exit_2(tmp_path, capsys):
     config = _config(tmp_path, _csv(tmp_path))
-    code, _, err = _run_cli(capsys, "fit", str(config), "--out", str(tmp_path / "run"),
-                            "--set", "optimizer.name=sgd", "--set", "optimizer.lr=1e6",
-                            "--set", "data.preprocess=[]", "--quiet")
+    code, _, err = _run_cli(
+        capsys,
+        "fit",
+        str(config),
+        "--out",
+        str(tmp_path / "run"),
+        "--set",
+        "optimizer.name=sgd",
+        "--set",
+        "optimizer.lr=1e6",
+        "--set",
+        "data.preprocess=[]",
+        "--quiet",
+    )
     assert code == 2 and "learning rate is probably too high" in err
+
+
+def test_problems_found_while_building_leave_no_run_directory(tmp_path, capsys):
+    config = _config(tmp_path, _csv(tmp_path))
+    cases = [
+        (["--set", "model.norm=instance"], "model: "),
+        (["--set", "train.monitor=val_r2"], "train.monitor: 'val_r2' is not logged"),
+        (
+            ["--set", "data.split.val=0", "--set", "train.early_stopping={metric: val_loss}"],
+            "train.early_stopping.metric: 'val_loss' is not logged",
+        ),
+    ]
+    for extra, culprit in cases:
+        out = tmp_path / "never"
+        code, _, err = _run_cli(capsys, "fit", str(config), "--out", str(out), *extra)
+        assert code == 2 and culprit in err and err.count("\n") == 1, err
+        assert not out.exists()
+
+
+def test_resume_refuses_to_change_what_is_trained(tmp_path, capsys):
+    config = _config(tmp_path, _csv(tmp_path))
+    fit(config, out=tmp_path / "run", quiet=True, echo=lambda s: None)
+    code, _, err = _run_cli(
+        capsys, "fit", "--resume", str(tmp_path / "run"), "--set", "optimizer.lr=0.001"
+    )
+    assert code == 2 and "--set optimizer.lr: a resumed run continues as it was configured" in err
+    code, out, _ = _run_cli(
+        capsys, "fit", "--resume", str(tmp_path / "run"), "--set", "train.epochs=6", "--quiet"
+    )
+    assert code == 0 and "resuming after epoch 4 of 6" in out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["epochs_run"] == 6

@@ -33,15 +33,17 @@ def _trainer(callbacks=(), lr=0.05, loss=None):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
     opt = optim.Adam(model.parameters(), lr=lr)
-    return Trainer(model, opt, task="classification", callbacks=callbacks, loss=loss,
-                   device="cpu")
+    return Trainer(model, opt, task="classification", callbacks=callbacks, loss=loss, device="cpu")
 
 
 def test_fit_learns_separable_blobs_and_logs_every_epoch():
     X, y = _blobs()
     trainer = _trainer()
-    history = trainer.fit(TensorLoader(X, y, batch_size=32, seed=0),
-                          TensorLoader(X, y, batch_size=100, shuffle=False), epochs=5)
+    history = trainer.fit(
+        TensorLoader(X, y, batch_size=32, seed=0),
+        TensorLoader(X, y, batch_size=100, shuffle=False),
+        epochs=5,
+    )
     assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
     assert history[-1]["val_accuracy"] > 0.9
     assert history[-1]["train_loss"] < history[0]["train_loss"]
@@ -64,8 +66,9 @@ def test_regression_reports_mse_and_r2():
     X = torch.randn(300, 3, generator=gen)
     y = X @ torch.tensor([1.0, -2.0, 0.5]) + 0.01 * torch.randn(300, generator=gen)
     model = torch.nn.Linear(3, 1)
-    trainer = Trainer(model, optim.Adam(model.parameters(), lr=0.05), task="regression",
-                      device="cpu")
+    trainer = Trainer(
+        model, optim.Adam(model.parameters(), lr=0.05), task="regression", device="cpu"
+    )
     trainer.fit(TensorLoader(X, y, batch_size=30, seed=0), epochs=30)
     metrics = trainer.evaluate([(X, y)])
     assert metrics["r2"] > 0.99 and metrics["mse"] == pytest.approx(metrics["loss"])
@@ -106,8 +109,11 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tmp_path, monk
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoint_module.torch, "save", disk_full)
-    with pytest.raises(CheckpointError, match=r"last\.pt: No space left on device; the "
-                       "previous checkpoint is intact"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"last\.pt: No space left on device; the "
+        "previous checkpoint is intact",
+    ):
         save_checkpoint({"w": torch.zeros(3)}, path)
     monkeypatch.undo()
     assert torch.equal(load_checkpoint(path)["w"], torch.ones(3))

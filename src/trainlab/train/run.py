@@ -28,7 +28,7 @@ import torch
 
 from trainlab import data as tl_data
 from trainlab import models, optim, preprocess
-from trainlab.config import Config, ConfigError, load_config, save_config
+from trainlab.config import Config, ConfigError, config_dict, load_config, save_config
 
 from .callbacks import Checkpoint, EarlyStopping, MetricsLog, Progress, TensorBoard
 from .checkpoint import load_checkpoint
@@ -69,7 +69,7 @@ class Run:
         """What every checkpoint carries besides the trainer: preprocessing and config."""
         return {
             "preprocess": self.preprocessor.state_dict() if self.preprocessor else None,
-            "config": self.config.model_dump(mode="json"),
+            "config": config_dict(self.config),
         }
 
 
@@ -78,16 +78,33 @@ def _new_run_dir(config: Config, out: str | Path | None) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{config.name}-{stamp}"
     run_dir = Path(out)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise RunError(
             f"run directory {run_dir} already exists and is not empty; choose "
             "another --out, or continue it with --resume"
         )
+    return run_dir  # created only once everything is ready (see prepare)
+
+
+def _create(run_dir: Path) -> None:
     try:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise RunError(f"cannot create run directory {run_dir}: {err.strerror}") from None
-    return run_dir
+
+
+#: What `--set` may change when a run is resumed: how long and where it trains, not what.
+RESUMABLE_KEYS = ("train.epochs", "train.early_stopping", "train.device", "train.checkpoint_every")
+
+
+def _check_resume_overrides(overrides: list[str]) -> None:
+    for pair in overrides:
+        key = pair.partition("=")[0]
+        if not key.startswith(RESUMABLE_KEYS):
+            raise RunError(
+                f"--set {key}: a resumed run continues as it was configured; only "
+                f"{', '.join(RESUMABLE_KEYS)} may change (start a new run to change {key})"
+            )
 
 
 def prepare(config: Config, run_dir: Path, resuming: bool, quiet: bool = True) -> Run:
@@ -108,7 +125,6 @@ def prepare(config: Config, run_dir: Path, resuming: bool, quiet: bool = True) -
         split = tl_data.split(
             dataset, val=s.val, test=s.test, stratify=s.stratify, seed=config.seed
         )
-        split.save(split_path)
 
     X, y = dataset.X, dataset.y
     pre = None
@@ -137,7 +153,10 @@ def prepare(config: Config, run_dir: Path, resuming: bool, quiet: bool = True) -
             )
 
     n_out = dataset.n_classes if dataset.task == "classification" else 1
-    model = models.build(config.model.kind, tuple(X.shape[1:]), n_out, **config.model.options())
+    try:
+        model = models.build(config.model.kind, tuple(X.shape[1:]), n_out, **config.model.options())
+    except ValueError as err:
+        raise ConfigError(f"model: {err}") from None
     opt = optim.create(
         config.optimizer.name, model.parameters(), **config.optimizer.hyperparameters()
     )
@@ -145,8 +164,27 @@ def prepare(config: Config, run_dir: Path, resuming: bool, quiet: bool = True) -
     scheduler = optim.schedule.scheduler(opt, config.schedule.build(total_steps))
 
     monitor = config.train.monitor or default_monitor(dataset.task, "val" in loaders)
-    callbacks: list[Any] = []
     es = config.train.early_stopping
+    logged = [
+        f"{part}_{m}"
+        for part in ("train", "val")
+        if part in loaders
+        for m in TASK_METRICS[dataset.task]
+    ]
+    for key, metric in (
+        ("train.monitor", monitor),
+        ("train.early_stopping.metric", es.metric if es else None),
+    ):
+        if metric is not None and metric not in logged:
+            raise ConfigError(
+                f"{key}: {metric!r} is not logged by this run "
+                f"({dataset.task}); logged: {', '.join(logged)}"
+            )
+    if not resuming:  # every check passed: now the run directory is made
+        _create(run_dir)
+        split.save(split_path)
+
+    callbacks: list[Any] = []
     if es is not None:
         callbacks.append(EarlyStopping(es.metric, es.patience, es.min_delta))
     callbacks += [
@@ -200,6 +238,7 @@ def fit(
             raise RunError(
                 f"cannot resume {run_dir}: no config.yaml there (is it a run directory?)"
             )
+        _check_resume_overrides(overrides or [])
         config = load_config(saved, overrides)
         last = run_dir / "checkpoints" / "last.pt"
         if not last.is_file():
@@ -212,10 +251,9 @@ def fit(
         config = load_config(config_path, overrides)
         run_dir = _new_run_dir(config, out)
         state = None
+    run = prepare(config, run_dir, resuming=resume is not None, quiet=quiet)
     save_config(config, run_dir / "config.yaml")
     echo(f"run directory: {run_dir}")
-
-    run = prepare(config, run_dir, resuming=resume is not None, quiet=quiet)
     trainer = run.trainer
     if state is not None:
         trainer.load_state_dict(state["trainer"], train_loader=run.loaders["train"])

@@ -184,7 +184,8 @@ class Trainer:
         raise NonFiniteLossError(
             f"the training loss became {loss.item()} at {where} (lr {lr:g}): the learning "
             "rate is probably too high; lower it 3–10× (e.g. --set optimizer.lr="
-            f"{lr / 3:.3g}) and train again or --resume from the last good checkpoint"
+            f"{lr / 3:.3g}) and start the run again; the checkpoint of the last finite "
+            "epoch is kept"
         )
 
     def _call(self, hook: str, *args: Any) -> None:
