@@ -64,3 +64,13 @@ def test_python_dash_m_runs_the_cli():
         [sys.executable, "-m", "trainlab", "--version"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0 and result.stdout.startswith("trainlab ")
+
+
+def test_datasets_lists_every_builtin_with_its_size(capsys):
+    from trainlab.data import BUILTINS
+
+    code, out, _ = _run(capsys, "datasets")
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
+    assert set(rows) == set(BUILTINS)
+    assert "5000" in rows["mnist1d"] and "1797" in rows["digits"]
