@@ -73,7 +73,9 @@ def test_times_bandwidths_and_ratios(results):
         assert r["steps"] >= 1 and r["bytes_per_step"] > 0
         if f"{r['lib']} {r['impl']}" == r["baseline"]:
             assert r["ratio"] == pytest.approx(1.0)
-    assert _positive(results["triad"]["gbps"])
+    assert [t["size"] for t in results["triads"]] == ["1MiB", "3x1K"]
+    assert all(_positive(t["gbps"]) for t in results["triads"])
+    assert results["triad"] == results["triads"][0]
 
 
 def test_auto_check_and_json(bench, results):
@@ -84,3 +86,4 @@ def test_auto_check_and_json(bench, results):
     saved = json.loads(results["json_path"].read_text())
     assert len(saved["results"]) == len(results["results"])
     assert saved["machine"]["torch"]
+    assert "other_processes_cores" in saved["machine"]
