@@ -17,7 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 #: The docs whose python blocks are run; the last two are included when present.
 REQUIRED = ("optimizers.md", "cli.md")
-OPTIONAL = ("schedules.md", "techniques.md", "data.md", "models.md", "training.md", "config.md")
+OPTIONAL = (
+    "schedules.md",
+    "techniques.md",
+    "data.md",
+    "models.md",
+    "training.md",
+    "config.md",
+    "diagnose.md",
+)
 
 # An opening fence ```python (possibly indented, e.g. inside a list), its code, and the
 # closing fence at the same indentation.

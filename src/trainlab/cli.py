@@ -137,6 +137,109 @@ def fit(
         raise typer.BadParameter("give a CONFIG file, or --resume RUN_DIR", param_hint="CONFIG")
     summary = fit_run(config, set_ or [], out=out, resume=resume, quiet=quiet, echo=typer.echo)
     typer.echo(format_summary(summary))
+    if summary["diagnosis"]:
+        from trainlab.diagnose.curves import Finding, format_findings
+
+        typer.echo("")
+        typer.echo(format_findings([Finding(**f) for f in summary["diagnosis"]]))
+
+
+@app.command("lr-find")
+def lr_find_command(
+    config: Path = typer.Argument(..., help="The experiment config (YAML)."),
+    set_: list[str] = typer.Option(None, "--set", help="Override a config key (repeatable)."),
+    out: Path = typer.Option(Path("lr_find.png"), "--out", help="Where to write the plot."),
+    rule: str = typer.Option("valley", help="valley | steepest | minimum"),
+    start: float = typer.Option(1e-7, help="The first learning rate."),
+    end: float = typer.Option(10.0, help="The last learning rate."),
+    steps: int = typer.Option(100, help="Mini-batches to try (one learning rate each)."),
+) -> None:
+    """The LR range test: train briefly at exponentially growing learning rates and read a
+    good one off the loss curve (the model and optimizer are left as they were)."""
+    from trainlab.config import load_config
+    from trainlab.diagnose import lr_find
+    from trainlab.train.run import build
+
+    pieces = build(load_config(config, set_ or []))
+    try:
+        result = lr_find(
+            pieces.model,
+            pieces.optimizer,
+            pieces.loaders["train"],
+            pieces.loss(),
+            start=start,
+            end=end,
+            steps=steps,
+            rule=rule,
+            device=pieces.device,
+        )
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    path = result.plot(out)
+    if result.suggestion is None:
+        typer.echo(f"no suggestion: {result.message}")
+    else:
+        typer.echo(f"suggested learning rate ({result.rule}): {result.suggestion:.3g}")
+        typer.echo(result.message)
+        typer.echo(
+            f"train with it: trainlab fit {config} --set optimizer.lr="
+            f"{result.suggestion:.3g}   (or --set optimizer.lr=auto)"
+        )
+    typer.echo(f"plot: {path}")
+
+
+@app.command()
+def diagnose(
+    run_dir: Path | None = typer.Argument(None, help="A run directory to read."),
+    sanity: Path | None = typer.Option(
+        None,
+        "--sanity",
+        help="CONFIG: check the model's health at init and that it can "
+        "overfit one batch, before training.",
+    ),
+    set_: list[str] = typer.Option(None, "--set", help="With --sanity: override a key."),
+) -> None:
+    """Read a run's curves and say what is wrong and what to do; or, with --sanity, check
+    a config's model before training."""
+    if sanity is not None:
+        _sanity(sanity, set_ or [])
+        return
+    if run_dir is None:
+        raise typer.BadParameter("give a RUN_DIR, or --sanity CONFIG", param_hint="RUN_DIR")
+    from trainlab.diagnose.curves import format_findings
+    from trainlab.train.run import diagnose_run
+
+    typer.echo(format_findings(diagnose_run(run_dir)))
+
+
+def _sanity(config_path: Path, overrides: list[str]) -> None:
+    from trainlab import optim
+    from trainlab.config import load_config
+    from trainlab.diagnose import health, overfit_one_batch
+    from trainlab.train.run import build
+
+    config = load_config(config_path, overrides)
+    pieces = build(config)
+    train = pieces.loaders["train"]
+    x, y = train.X[:32], train.y[:32]
+    task, n_classes = pieces.dataset.task, pieces.dataset.n_classes
+    report = health(pieces.model, x, y, task=task, n_classes=n_classes)
+    typer.echo(report.format())
+    hyper = config.optimizer.hyperparameters()
+    if config.optimizer.lr == "auto":
+        hyper["lr"] = 1e-3
+
+    def make(params):
+        return optim.create(config.optimizer.name, params, **hyper)
+
+    result = overfit_one_batch(pieces.model, make, x, y, task=task)
+    typer.echo("")
+    typer.echo(
+        f"overfit one batch of {len(y)}: {'passed' if result.passed else 'FAILED'} — "
+        f"{result.message}"
+    )
+    if not result.passed:
+        raise typer.Exit(1)
 
 
 @app.command()

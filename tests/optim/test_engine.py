@@ -9,11 +9,12 @@ import math
 import numpy as np
 import pytest
 import torch
-import transcriptions as T
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trainlab import optim
+
+import transcriptions as T
 
 ALL_SWITCHES = [
     (optim.SGD, dict(lr=0.1)),

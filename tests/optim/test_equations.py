@@ -7,9 +7,10 @@ import copy
 import numpy as np
 import pytest
 import torch
-import transcriptions as T
 
 from trainlab import optim
+
+import transcriptions as T
 
 SHAPES = [(), (7,), (3, 4), (2, 3, 5)]
 STEPS = 50

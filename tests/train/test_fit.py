@@ -12,34 +12,7 @@ from trainlab.cli import main
 from trainlab.train import Checkpoint, load_checkpoint
 from trainlab.train.run import fit
 
-
-def _csv(tmp_path, n=240, seed=0):
-    """A small classification table: 3 classes, features on very different scales."""
-    rng = np.random.default_rng(seed)
-    label = np.arange(n) % 3
-    a = rng.normal(size=n) + label
-    b = 1000.0 * (rng.normal(size=n) - label)
-    c = rng.normal(size=n)
-    path = tmp_path / "table.csv"
-    lines = ["a,b,c,label"] + [f"{x:.5f},{y:.3f},{z:.5f},{k}" for x, y, z, k in zip(a, b, c, label)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _config(tmp_path, csv, extra=""):
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        f"""
-name: table
-seed: 0
-data: {{dataset: {csv}, preprocess: [standardize], split: {{val: 0.2, test: 0.2}}}}
-model: {{kind: mlp, hidden: [16], dropout: 0.2}}
-optimizer: {{name: adam, lr: 0.02}}
-schedule: {{name: cosine}}
-train: {{epochs: 4, batch_size: 16}}
-{extra}"""
-    )
-    return path
+from tables import write_table_config, write_table_csv
 
 
 def _run_cli(capsys, *argv):
@@ -50,7 +23,7 @@ def _run_cli(capsys, *argv):
 
 
 def test_fit_on_a_csv_writes_the_run_directory_and_a_summary(tmp_path, capsys):
-    config = _config(tmp_path, _csv(tmp_path))
+    config = write_table_config(tmp_path, write_table_csv(tmp_path))
     run_dir = tmp_path / "run"
     code, out, err = _run_cli(capsys, "fit", str(config), "--out", str(run_dir), "--quiet")
     assert code == 0, err
@@ -78,9 +51,9 @@ def test_fit_on_a_csv_writes_the_run_directory_and_a_summary(tmp_path, capsys):
 
 
 def test_preprocessing_is_fitted_on_the_training_split_only(tmp_path):
-    csv = _csv(tmp_path)
+    csv = write_table_csv(tmp_path)
     run_dir = tmp_path / "run"
-    fit(_config(tmp_path, csv), out=run_dir, quiet=True, echo=lambda s: None)
+    fit(write_table_config(tmp_path, csv), out=run_dir, quiet=True, echo=lambda s: None)
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")["preprocess"]
     train = json.loads((run_dir / "split.json").read_text())["train"]
     table = np.loadtxt(csv, delimiter=",", skiprows=1)[:, :3]
@@ -94,8 +67,8 @@ class _Killed(Exception):
 
 
 def test_two_epochs_kill_and_resume_equal_four_epochs_straight(tmp_path, monkeypatch):
-    csv = _csv(tmp_path)
-    config = _config(tmp_path, csv)
+    csv = write_table_csv(tmp_path)
+    config = write_table_config(tmp_path, csv)
     quiet = dict(quiet=True, echo=lambda s: None)
     fit(config, out=tmp_path / "straight", **quiet)
 
@@ -127,15 +100,15 @@ def test_two_epochs_kill_and_resume_equal_four_epochs_straight(tmp_path, monkeyp
 
 
 def test_fit_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
-    csv = _csv(tmp_path)
+    csv = write_table_csv(tmp_path)
     (tmp_path / "empty").mkdir()
     cases = [
         (
-            ["fit", str(_config(tmp_path, csv)), "--set", "model.hiden=[3]"],
+            ["fit", str(write_table_config(tmp_path, csv)), "--set", "model.hiden=[3]"],
             "model.hiden: unknown key; did you mean 'hidden'?",
         ),
         (["fit", str(tmp_path / "missing.yaml")], "config file not found"),
-        (["fit", str(_config(tmp_path, tmp_path / "nope.csv"))], "nope.csv"),
+        (["fit", str(write_table_config(tmp_path, tmp_path / "nope.csv"))], "nope.csv"),
         (["fit", "--resume", str(tmp_path / "empty")], "no config.yaml"),
         (["fit"], "CONFIG"),
     ]
@@ -146,7 +119,7 @@ def test_fit_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
 
 
 def test_an_existing_run_directory_is_not_overwritten(tmp_path, capsys):
-    config = _config(tmp_path, _csv(tmp_path))
+    config = write_table_config(tmp_path, write_table_csv(tmp_path))
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "precious.txt").write_text("keep me")
     code, _, err = _run_cli(capsys, "fit", str(config), "--out", str(tmp_path / "run"))
@@ -155,7 +128,7 @@ def test_an_existing_run_directory_is_not_overwritten(tmp_path, capsys):
 
 
 def test_a_diverging_run_stops_with_advice_and_exit_2(tmp_path, capsys):
-    config = _config(tmp_path, _csv(tmp_path))
+    config = write_table_config(tmp_path, write_table_csv(tmp_path))
     code, _, err = _run_cli(
         capsys,
         "fit",
@@ -174,7 +147,7 @@ def test_a_diverging_run_stops_with_advice_and_exit_2(tmp_path, capsys):
 
 
 def test_problems_found_while_building_leave_no_run_directory(tmp_path, capsys):
-    config = _config(tmp_path, _csv(tmp_path))
+    config = write_table_config(tmp_path, write_table_csv(tmp_path))
     cases = [
         (["--set", "model.norm=instance"], "model: "),
         (["--set", "train.monitor=val_r2"], "train.monitor: 'val_r2' is not logged"),
@@ -191,7 +164,7 @@ def test_problems_found_while_building_leave_no_run_directory(tmp_path, capsys):
 
 
 def test_resume_refuses_to_change_what_is_trained(tmp_path, capsys):
-    config = _config(tmp_path, _csv(tmp_path))
+    config = write_table_config(tmp_path, write_table_csv(tmp_path))
     fit(config, out=tmp_path / "run", quiet=True, echo=lambda s: None)
     code, _, err = _run_cli(
         capsys, "fit", "--resume", str(tmp_path / "run"), "--set", "optimizer.lr=0.001"

@@ -272,9 +272,10 @@ class Optimizer(torch.optim.Optimizer):
         super().__setstate__(state)
         # A state dict saved by another optimizer (e.g. torch.optim.Adam) lacks trainlab's
         # switches: fill them from this optimizer's defaults. torch keeps steps as tensors.
+        own = {**self.DEFAULTS, "impl": self.defaults.get("impl", "auto")}
         for group in self.param_groups:
-            for key, value in self.defaults.items():
-                group.setdefault(key, value)
+            for key in own:
+                group.setdefault(key, self.defaults.get(key, own[key]))
         for st in self.state.values():
             if isinstance(st.get("step"), torch.Tensor):
                 st["step"] = int(st["step"].item())

@@ -32,9 +32,9 @@ from trainlab.config import Config, ConfigError, config_dict, load_config, save_
 
 from .callbacks import Checkpoint, EarlyStopping, MetricsLog, Progress, TensorBoard
 from .checkpoint import load_checkpoint
-from .trainer import TASK_METRICS, Trainer, history_best, resolve_device
+from .trainer import TASK_METRICS, Trainer, default_loss, history_best, resolve_device
 
-__all__ = ["RunError", "Run", "prepare", "fit", "seed_everything"]
+__all__ = ["RunError", "Run", "Pieces", "build", "find_lr", "prepare", "fit", "seed_everything"]
 
 
 class RunError(ValueError):
@@ -107,20 +107,31 @@ def _check_resume_overrides(overrides: list[str]) -> None:
             )
 
 
-def prepare(config: Config, run_dir: Path, resuming: bool, quiet: bool = True) -> Run:
-    """Build the run's pieces; the split and preprocessing come from the training data."""
+@dataclass
+class Pieces:
+    """What a config builds before anything is written: data, split, model, optimizer."""
+
+    config: Config
+    dataset: Any
+    split: Any
+    preprocessor: Any
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loaders: dict[str, Any]
+    device: torch.device
+
+    def loss(self):
+        """The training loss of the task (cross-entropy or mean squared error)."""
+        return default_loss(self.dataset.task)
+
+
+def build(config: Config, split: Any = None) -> Pieces:
+    """Load the data, split it (unless ``split`` is given), fit the preprocessing on the
+    training split, build the model and the optimizer. Writes nothing."""
     seed_everything(config.seed, config.train.deterministic)
     device = resolve_device(config.train.device)
-    if config.optimizer.lr == "auto":
-        raise ConfigError(
-            "optimizer.lr: 'auto' needs the learning-rate finder, which is not "
-            "available in this version; give a number"
-        )
     dataset = tl_data.load(config.data.dataset, target=config.data.target, task=config.data.task)
-    split_path = run_dir / "split.json"
-    if resuming:
-        split = tl_data.Split.load(split_path)
-    else:
+    if split is None:
         s = config.data.split
         split = tl_data.split(
             dataset, val=s.val, test=s.test, stratify=s.stratify, seed=config.seed
@@ -157,11 +168,55 @@ def prepare(config: Config, run_dir: Path, resuming: bool, quiet: bool = True) -
         model = models.build(config.model.kind, tuple(X.shape[1:]), n_out, **config.model.options())
     except ValueError as err:
         raise ConfigError(f"model: {err}") from None
-    opt = optim.create(
-        config.optimizer.name, model.parameters(), **config.optimizer.hyperparameters()
+    hyper = config.optimizer.hyperparameters()
+    if config.optimizer.lr == "auto":
+        hyper["lr"] = 1e-3  # a stand-in until the LR finder (or a resumed state) sets it
+    opt = optim.create(config.optimizer.name, model.parameters(), **hyper)
+    return Pieces(config, dataset, split, pre, model.to(device), opt, loaders, device)
+
+
+def find_lr(pieces: Pieces, echo: Callable[[str], None] = print) -> Any:
+    """Run the LR range test on the pieces' model and training data; set the optimizer's
+    learning rate to the suggestion. Model, optimizer state and RNGs are left as they were.
+
+    Raises
+    ------
+    RunError
+        When the finder has no suggestion (its message says why).
+    """
+    from trainlab.diagnose import lr_find
+
+    result = lr_find(
+        pieces.model, pieces.optimizer, pieces.loaders["train"], pieces.loss(), device=pieces.device
     )
+    if result.suggestion is None:
+        raise RunError(
+            f"optimizer.lr=auto: the learning-rate finder has no suggestion: "
+            f"{result.message}; give a learning rate"
+        )
+    for group in pieces.optimizer.param_groups:
+        group["lr"] = result.suggestion
+    echo(f"learning rate from the LR finder ({result.rule}): {result.suggestion:.3g}")
+    return result
+
+
+def prepare(
+    config: Config,
+    run_dir: Path,
+    resuming: bool,
+    quiet: bool = True,
+    echo: Callable[[str], None] = print,
+) -> Run:
+    """Build the run's pieces and its Trainer; create the run directory (a new run) once
+    every check has passed."""
+    split_path = run_dir / "split.json"
+    pieces = build(config, tl_data.Split.load(split_path) if resuming else None)
+    dataset, loaders = pieces.dataset, pieces.loaders
+    finder = None
+    if config.optimizer.lr == "auto" and not resuming:  # resumed: the state has the lr
+        finder = find_lr(pieces, echo)
     total_steps = config.train.epochs * len(loaders["train"])
-    scheduler = optim.schedule.scheduler(opt, config.schedule.build(total_steps))
+    scheduler = optim.schedule.scheduler(pieces.optimizer, config.schedule.build(total_steps))
 
     monitor = config.train.monitor or default_monitor(dataset.task, "val" in loaders)
     es = config.train.early_stopping
@@ -182,7 +237,10 @@ def prepare(config: Config, run_dir: Path, resuming: bool, quiet: bool = True) -
             )
     if not resuming:  # every check passed: now the run directory is made
         _create(run_dir)
-        split.save(split_path)
+        pieces.split.save(split_path)
+        if finder is not None:
+            finder.plot(run_dir / "lr_find.png")
+            (run_dir / "lr_find.json").write_text(json.dumps(finder.to_dict(), indent=2) + "\n")
 
     callbacks: list[Any] = []
     if es is not None:
@@ -198,9 +256,16 @@ def prepare(config: Config, run_dir: Path, resuming: bool, quiet: bool = True) -
     )
     callbacks.append(checkpoint)  # last: it saves the other callbacks' updated state
     trainer = Trainer(
-        model, opt, task=dataset.task, scheduler=scheduler, callbacks=callbacks, device=device
+        pieces.model,
+        pieces.optimizer,
+        task=dataset.task,
+        scheduler=scheduler,
+        callbacks=callbacks,
+        device=pieces.device,
     )
-    run = Run(config, run_dir, dataset, split, pre, trainer, loaders, checkpoint)
+    run = Run(
+        config, run_dir, dataset, pieces.split, pieces.preprocessor, trainer, loaders, checkpoint
+    )
     checkpoint.extra = run.extra
     return run
 
@@ -251,7 +316,7 @@ def fit(
         config = load_config(config_path, overrides)
         run_dir = _new_run_dir(config, out)
         state = None
-    run = prepare(config, run_dir, resuming=resume is not None, quiet=quiet)
+    run = prepare(config, run_dir, resuming=resume is not None, quiet=quiet, echo=echo)
     save_config(config, run_dir / "config.yaml")
     echo(f"run directory: {run_dir}")
     trainer = run.trainer
@@ -275,6 +340,7 @@ def summarize(run: Run, seconds: float) -> dict:
         "run_dir": str(run.run_dir),
         "name": run.config.name,
         "task": run.dataset.task,
+        "n_classes": run.dataset.n_classes,
         "best_epoch": best[0] if best else None,
         "epochs_run": trainer.epoch,
         "steps": trainer.step,
@@ -285,8 +351,42 @@ def summarize(run: Run, seconds: float) -> dict:
         if name == "train":  # metrics in eval mode (no dropout), in order
             loader = tl_data.TensorLoader(loader.X, loader.y, batch_size=1000, shuffle=False)
         summary[name] = trainer.evaluate(loader) if loader is not None else {}
-    summary["diagnosis"] = []
+    from trainlab.diagnose import diagnose
+
+    findings = diagnose(trainer.history, task=run.dataset.task, n_classes=run.dataset.n_classes)
+    summary["diagnosis"] = [f.to_dict() for f in findings]
     return summary
+
+
+def diagnose_run(run_dir: str | Path) -> list:
+    """The findings of :func:`trainlab.diagnose.diagnose` on a run directory's curves.
+
+    Raises
+    ------
+    RunError
+        When the directory has no (readable) metrics.jsonl.
+    """
+    from trainlab.diagnose import diagnose
+
+    run_dir = Path(run_dir)
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise RunError(f"{run_dir} is not a run directory: no metrics.jsonl there")
+    history = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                history.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise RunError(f"{path}, line {number}: not a JSON object") from None
+    task = n_classes = None
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        task, n_classes = summary.get("task"), summary.get("n_classes")
+    if task is None:
+        task = "classification" if any("train_accuracy" in h for h in history) else "regression"
+    return diagnose(history, task=task, n_classes=n_classes)
 
 
 def format_summary(summary: dict) -> str:

@@ -20,6 +20,9 @@ __all__ = [
     "resolve_device",
     "history_best",
     "minimize",
+    "default_loss",
+    "rng_state",
+    "set_rng_state",
 ]
 
 #: Metric names per task, as they appear in histories, metrics.jsonl and summary.json.
@@ -71,7 +74,8 @@ class _Sums:
         return metrics
 
 
-def _default_loss(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def default_loss(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Cross-entropy on logits for classification; mean squared error for regression."""
     if task == "classification":
         return F.cross_entropy
     return lambda out, y: F.mse_loss(out.reshape(y.shape), y)
@@ -115,7 +119,7 @@ class Trainer:
         self.model = model.to(self.device)
         self.optimizer = optimizer
         self.task = task
-        self.loss_fn = loss or _default_loss(task)
+        self.loss_fn = loss or default_loss(task)
         self.scheduler = scheduler
         self.callbacks: list[Any] = list(callbacks)
         self.history: list[dict[str, float]] = []
@@ -207,7 +211,7 @@ class Trainer:
             "loader": self.train_loader.state_dict()
             if hasattr(self.train_loader, "state_dict")
             else None,
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "callbacks": {
                 type(cb).__name__: cb.state_dict()
                 for cb in self.callbacks
@@ -227,14 +231,15 @@ class Trainer:
         loader = train_loader or self.train_loader
         if loader is not None and state.get("loader") is not None:
             loader.load_state_dict(state["loader"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         saved = state.get("callbacks", {})
         for cb in self.callbacks:
             if hasattr(cb, "load_state_dict") and type(cb).__name__ in saved:
                 cb.load_state_dict(saved[type(cb).__name__])
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
+    """The torch, NumPy, Python (and CUDA) random states, as checkpoint-safe values."""
     np_state = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
@@ -256,7 +261,8 @@ def _python_state_to_plain(state: tuple) -> list:
     return [version, list(internal), gauss]
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state(
