@@ -144,6 +144,8 @@ def test_a_diverging_run_stops_with_advice_and_exit_2(tmp_path, capsys):
         "--quiet",
     )
     assert code == 2 and "learning rate is probably too high" in err
+    code, out, _ = _run_cli(capsys, "diagnose", str(tmp_path / "run"))
+    assert code == 0 and "diverged" in out
 
 
 def test_problems_found_while_building_leave_no_run_directory(tmp_path, capsys):

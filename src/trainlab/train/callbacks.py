@@ -154,6 +154,9 @@ class MetricsLog(Callback):
             f.write(json.dumps(logs) + "\n")
             f.flush()
 
+    def on_non_finite(self, trainer) -> None:
+        self.on_epoch_end(trainer, trainer.history[-1])  # the epoch that blew up
+
 
 class Progress(Callback):
     """A tqdm bar over epochs with the latest metrics; silent when ``enabled`` is False

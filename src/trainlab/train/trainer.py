@@ -184,6 +184,8 @@ class Trainer:
     def _non_finite(self, loss: torch.Tensor) -> None:
         lr = self.optimizer.param_groups[0]["lr"]
         where = f"epoch {self.epoch + 1}, step {self.step + 1}"
+        # the failed epoch is logged (so a diagnosis sees it) but never checkpointed
+        self.history.append({"epoch": self.epoch + 1, "train_loss": loss.item(), "lr": lr})
         self._call("on_non_finite")
         raise NonFiniteLossError(
             f"the training loss became {loss.item()} at {where} (lr {lr:g}): the learning "
