@@ -27,7 +27,17 @@ demo: $(VENV)/.stamp-core
 	$(BIN)/trainlab demo
 	$(BIN)/trainlab fit examples/mnist1d_cnn.yaml
 
+# A throwaway PostgreSQL (scripts/postgres.sh) serves the tests that need one through
+# TRAINLAB_TEST_POSTGRES, and is stopped on the way out, pass, fail or Ctrl-C. If it cannot
+# start, those tests skip and the rest run as ever.
 test: $(VENV)/.stamp-dev
+	@pgdir=$$(mktemp -d /tmp/trainlab-pg.XXXXXX); \
+	trap 'bash scripts/postgres.sh stop "$$pgdir"' EXIT; trap 'exit 130' INT TERM; \
+	if url=$$(bash scripts/postgres.sh start "$$pgdir"); then \
+		echo "PostgreSQL for the tests: $$url"; export TRAINLAB_TEST_POSTGRES="$$url"; \
+	else \
+		echo "warning: scripts/postgres.sh could not start PostgreSQL: its tests will skip" >&2; \
+	fi; \
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.stamp-dev

@@ -58,7 +58,7 @@ def test_overrides_win_over_the_file(tmp_path):
         ("schedule: {name: step}", [], r"schedule: .*step_size"),
         ("train: {device: gpu}", [], r"train\.device: must be auto, cpu, cuda"),
         ("name: 'my run/1'", [], r"name: must use only letters"),
-        ("tune: {trials: 3}", [], r"tune: hyperparameter search is not available"),
+        ("tune: {trials: 3}", [], r"tune: space is empty"),
     ],
 )
 def test_bad_configs_fail_with_one_line_naming_the_key(tmp_path, text, overrides, message):

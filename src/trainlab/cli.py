@@ -111,8 +111,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from trainlab.data import DataError
     from trainlab.train import CheckpointError, NonFiniteLossError
     from trainlab.train.run import RunError
+    from trainlab.tune import TuneError
 
-    return (ConfigError, DataError, RunError, CheckpointError, NonFiniteLossError)
+    return (ConfigError, DataError, RunError, CheckpointError, NonFiniteLossError, TuneError)
 
 
 @app.command()
@@ -142,6 +143,43 @@ def fit(
 
         typer.echo("")
         typer.echo(format_findings([Finding(**f) for f in summary["diagnosis"]]))
+
+
+@app.command()
+def tune(
+    config: Path = typer.Argument(..., help="The experiment config with a tune section."),
+    set_: list[str] = typer.Option(None, "--set", help="Override a config key (repeatable)."),
+    trials: int | None = typer.Option(None, help="Trials to complete (default: tune.trials)."),
+    workers: int = typer.Option(1, help="Local worker processes (one torch thread each)."),
+    storage: str | None = typer.Option(
+        None, help="A database URL (postgresql://USER@HOST/DB) instead of the journal file."
+    ),
+    study: str | None = typer.Option(None, help="The study's name (default: the config's)."),
+    join: bool = typer.Option(False, "--join", help="Add this machine's worker to a study."),
+    out: Path | None = typer.Option(
+        None, "--out", help="The study directory (default runs/NAME-tune)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """Search the config's tune.space on the validation split, retrain the winner and
+    evaluate it on the test split once."""
+    from trainlab.tune import format_tune_summary
+    from trainlab.tune import tune as run_tune
+
+    summary = run_tune(
+        config,
+        set_ or [],
+        out=out,
+        trials=trials,
+        workers=workers,
+        storage=storage,
+        study_name=study,
+        join=join,
+        quiet=quiet,
+        echo=typer.echo,
+    )
+    if summary is not None:
+        typer.echo(format_tune_summary(summary))
 
 
 @app.command("lr-find")

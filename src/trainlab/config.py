@@ -277,6 +277,82 @@ class TrainConfig(_Section):
         return device
 
 
+class TuneConfig(_Section):
+    """The study of ``trainlab tune``: what to search, how, and how to finish."""
+
+    trials: int = Field(20, ge=1, description="trials to complete (pruned ones count)")
+    timeout: float | None = Field(None, gt=0, description="seconds; stop starting trials after")
+    space: dict[str, Any] = Field(
+        default_factory=dict,
+        description="config key → loguniform(a, b) | uniform(a, b) | int(a, b) | [choices]",
+    )
+    metric: str | None = Field(
+        None, description="default: val_accuracy (classification), val_loss (regression)"
+    )
+    direction: Literal["maximize", "minimize"] | None = Field(
+        None, description="default: from the metric (losses are minimized)"
+    )
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    defaults: bool = Field(True, description="try the lecture's defaults first, once")
+    seed: int | None = Field(None, description="the sampler's seed (default: the config's)")
+    final: Literal["train", "train+val"] = Field(
+        "train", description="what the winner is retrained on before the one test evaluation"
+    )
+
+    _a_logged_metric = field_validator("metric")(lambda cls, m: _logged_metric(m))
+
+    @field_validator("space")
+    @classmethod
+    def _a_valid_space(cls, space: dict[str, Any]) -> dict[str, Any]:
+        from trainlab.tune.space import parse_space
+
+        for key in space:
+            if not _is_config_key(key):
+                raise ValueError(f"{key!r} is not a config key (e.g. optimizer.lr, model.dropout)")
+        parse_space(space)
+        return space
+
+    @model_validator(mode="after")
+    def _grid_needs_lists(self) -> TuneConfig:
+        if self.sampler == "grid":
+            ranges = [k for k, v in self.space.items() if not isinstance(v, list)]
+            if ranges:
+                raise ValueError(
+                    f"sampler grid needs a list of choices for every key; "
+                    f"{', '.join(ranges)} are ranges"
+                )
+        if not self.space:
+            raise ValueError("space is empty: name at least one config key to search")
+        return self
+
+
+def _is_config_key(key: str) -> bool:
+    """Whether a dotted key names a setting of the config (optimizer hyperparameters of
+    any optimizer count)."""
+    parts = key.split(".")
+    if parts[0] == "optimizer" and len(parts) == 2:
+        return any(parts[1] in cls.DEFAULTS for cls in _OPTIMIZER_CLASS.values()) or parts[1] in (
+            "name",
+            "lr",
+            "convention",
+        )
+    if parts[0] == "tune":
+        return False
+    model: Any = Config
+    for part in parts:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return False
+        annotation = fields[part].annotation
+        args = getattr(annotation, "__args__", ())
+        model = next(
+            (c for c in (annotation, *args) if isinstance(c, type) and issubclass(c, BaseModel)),
+            None,
+        )
+    return model is None  # a leaf, not a whole section
+
+
 class Config(_Section):
     """The whole experiment. Every section has defaults; a file sets what differs."""
 
@@ -287,17 +363,7 @@ class Config(_Section):
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     train: TrainConfig = TrainConfig()
-    tune: None = Field(None, description="hyperparameter search (not available yet)")
-
-    @field_validator("tune", mode="before")
-    @classmethod
-    def _no_search_yet(cls, value: Any) -> None:
-        if value is not None:
-            raise ValueError(
-                "hyperparameter search is not available in this version; "
-                "remove the section or set it to null"
-            )
-        return None
+    tune: TuneConfig | None = Field(None, description="hyperparameter search (trainlab tune)")
 
     @field_validator("name")
     @classmethod

@@ -125,9 +125,14 @@ class Pieces:
         return default_loss(self.dataset.task)
 
 
-def build(config: Config, split: Any = None) -> Pieces:
+def build(
+    config: Config, split: Any = None, parts: tuple[str, ...] = ("train", "val", "test")
+) -> Pieces:
     """Load the data, split it (unless ``split`` is given), fit the preprocessing on the
-    training split, build the model and the optimizer. Writes nothing."""
+    training split, build the model and the optimizer. Writes nothing.
+
+    Only the ``parts`` named get a loader: a tuning trial asks for train and val, so the
+    test samples are never even indexed before the final evaluation."""
     seed_everything(config.seed, config.train.deterministic)
     device = resolve_device(config.train.device)
     dataset = tl_data.load(config.data.dataset, target=config.data.target, task=config.data.task)
@@ -158,7 +163,7 @@ def build(config: Config, split: Any = None) -> Pieces:
     }
     for name in ("val", "test"):
         idx = getattr(split, name)
-        if len(idx):
+        if len(idx) and name in parts:
             loaders[name] = tl_data.TensorLoader(
                 *part(idx), batch_size=max(batch, 1000), shuffle=False
             )
@@ -206,11 +211,12 @@ def prepare(
     resuming: bool,
     quiet: bool = True,
     echo: Callable[[str], None] = print,
+    split: Any = None,
 ) -> Run:
     """Build the run's pieces and its Trainer; create the run directory (a new run) once
-    every check has passed."""
+    every check has passed. ``split`` fixes the split of a new run (tuning does)."""
     split_path = run_dir / "split.json"
-    pieces = build(config, tl_data.Split.load(split_path) if resuming else None)
+    pieces = build(config, tl_data.Split.load(split_path) if resuming else split)
     dataset, loaders = pieces.dataset, pieces.loaders
     finder = None
     if config.optimizer.lr == "auto" and not resuming:  # resumed: the state has the lr

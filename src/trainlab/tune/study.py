@@ -1,0 +1,533 @@
+"""Hyperparameter tuning done right, on Optuna.
+
+The lecture's procedure: split the data once into training, validation and test sets;
+try the defaults first; search on the validation set; evaluate on the test set once, at
+the end. Concretely:
+
+1. one seeded split, saved as ``split.json`` in the study's directory;
+2. the study lives in a storage: an Optuna journal file in the directory (default — the
+   same command again resumes it; safe for several local worker processes) or PostgreSQL
+   (``--storage postgresql://…``, for workers on many machines, with heartbeats);
+3. the coordinator alone enqueues the defaults trial, once, before any worker starts;
+4. every trial trains on the training split and reports its validation metric each
+   epoch, so the pruner can stop hopeless trials; test samples are not even loaded;
+5. the best configuration is retrained (on train, or train+val) as an ordinary run in
+   ``final/`` and evaluated on the test split — once;
+6. ``summary.json`` (best parameters, validation and test metric, trial counts,
+   parameter importances) and ``trials.csv`` are written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from trainlab import data as tl_data
+from trainlab import optim
+from trainlab.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    config_dict,
+    load_config,
+    save_config,
+)
+from trainlab.train import Trainer
+from trainlab.train.run import RunError, build, default_monitor, prepare, summarize
+from trainlab.train.trainer import minimize
+
+from .space import decode_params, default_params, parse_space, sample
+
+__all__ = ["TuneError", "tune", "objective_for", "open_storage", "STORAGE_FILE"]
+
+#: The journal file of a study in its directory.
+STORAGE_FILE = "study.journal"
+#: Heartbeat settings on PostgreSQL: a worker silent for GRACE seconds is dead; its trial
+#: is marked failed and retried (up to RETRIES times).
+HEARTBEAT_INTERVAL, GRACE, RETRIES = 5, 20, 3
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class TuneError(ValueError):
+    """A tuning problem the user can fix (storage, study, workers)."""
+
+
+def _accepts(name: str, hyper: str) -> bool:
+    cls = {
+        "sgd": optim.SGD,
+        "momentum": optim.SGD,
+        "nesterov": optim.SGD,
+        "rmsprop": optim.RMSProp,
+        "adam": optim.Adam,
+        "adamw": optim.AdamW,
+    }[name]
+    return hyper in cls.DEFAULTS
+
+
+def open_storage(spec: str, workers: int = 1) -> Any:
+    """An Optuna storage from a journal-file path or a database URL."""
+    if spec.startswith("sqlite"):
+        if workers > 1:
+            raise TuneError(
+                f"--storage {spec}: SQLite loses and duplicates trials under concurrent "
+                "workers; use the default journal file (leave --storage out) or PostgreSQL"
+            )
+        return optuna.storages.RDBStorage(spec)
+    if "://" in spec:
+        try:
+            return optuna.storages.RDBStorage(
+                spec,
+                heartbeat_interval=HEARTBEAT_INTERVAL,
+                grace_period=GRACE,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=RETRIES
+                ),
+            )
+        except Exception as err:  # noqa: BLE001 — any connection problem is the user's to fix
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise TuneError(f"--storage {spec}: cannot open the database: {first}") from None
+    backend = optuna.storages.journal.JournalFileBackend(str(spec))
+    return optuna.storages.JournalStorage(backend)
+
+
+def _sampler(tune_cfg: Any, seed: int) -> optuna.samplers.BaseSampler:
+    if tune_cfg.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if tune_cfg.sampler == "grid":
+        grid = {k: list(v) for k, v in tune_cfg.space.items()}
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+def _pruner(tune_cfg: Any, epochs: int) -> optuna.pruners.BasePruner:
+    if tune_cfg.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if tune_cfg.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+
+
+def _metric(config: Config, task: str) -> tuple[str, str]:
+    metric = config.tune.metric or default_monitor(task, True)
+    direction = config.tune.direction or ("minimize" if minimize(metric) else "maximize")
+    return metric, direction
+
+
+class _Report:
+    """Reports the validation metric to the trial every epoch; prunes when told to."""
+
+    def __init__(self, trial: optuna.Trial, metric: str):
+        self.trial, self.metric = trial, metric
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict) -> None:
+        value = logs.get(self.metric)
+        if value is None or not math.isfinite(value):
+            raise optuna.TrialPruned(f"{self.metric} is {value} at epoch {logs['epoch']}")
+        self.trial.report(value, step=int(logs["epoch"]))
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {logs['epoch']}")
+
+
+def _trial_config(base: dict, params: dict[str, Any]) -> Config:
+    tree: dict = {}
+    for key, value in params.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    raw = apply_overrides(base, tree)
+    raw["tune"] = None
+    return Config.model_validate(raw)
+
+
+def objective_for(config: Config, split: Any) -> Callable[[optuna.Trial], float]:
+    """The objective of a study: train one sampled configuration on the training split
+    and return the best validation metric over its epochs."""
+    space = parse_space(config.tune.space)
+    base = config_dict(config)
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker_pid", os.getpid())
+        params = sample(trial, space, _accepts, config.optimizer.name)
+        trial_config = _trial_config(base, params)
+        pieces = build(trial_config, split=split, parts=("train", "val"))
+        metric, _ = _metric(config, pieces.dataset.task)
+        total = trial_config.train.epochs * len(pieces.loaders["train"])
+        scheduler = optim.schedule.scheduler(pieces.optimizer, trial_config.schedule.build(total))
+        trainer = Trainer(
+            pieces.model,
+            pieces.optimizer,
+            task=pieces.dataset.task,
+            scheduler=scheduler,
+            callbacks=[_Report(trial, metric)],
+            device=pieces.device,
+        )
+        history = trainer.fit(
+            pieces.loaders["train"], pieces.loaders["val"], epochs=trial_config.train.epochs
+        )
+        values = [h[metric] for h in history if math.isfinite(h.get(metric, math.nan))]
+        if not values:
+            raise optuna.TrialPruned(f"{metric} was never finite")
+        return min(values) if minimize(metric) else max(values)
+
+    return objective
+
+
+def _counts(study: optuna.Study) -> dict[str, int]:
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    return {
+        "complete": states.count(TrialState.COMPLETE),
+        "pruned": states.count(TrialState.PRUNED),
+        "failed": states.count(TrialState.FAIL),
+        "running": states.count(TrialState.RUNNING),
+    }
+
+
+def _done(study: optuna.Study, trials: int) -> bool:
+    counts = _counts(study)
+    return counts["complete"] + counts["pruned"] >= trials
+
+
+def work(
+    config: Config,
+    split: Any,
+    storage: Any,
+    study_name: str,
+    trials: int,
+    timeout: float | None = None,
+    progress: bool = False,
+) -> None:
+    """A worker: run trials of the study until ``trials`` are complete or pruned."""
+    seed = config.tune.seed if config.tune.seed is not None else config.seed
+    if os.environ.get("TRAINLAB_WORKER"):
+        torch.set_num_threads(1)  # N workers share the machine's cores
+        seed += os.getpid()  # workers with one seed would sample the same points
+    study = optuna.load_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=_sampler(config.tune, seed),
+        pruner=_pruner(config.tune, config.train.epochs),
+    )
+    if _done(study, trials):
+        return  # a resumed study that has its trials already
+    stop = optuna.study.MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    study.optimize(
+        objective_for(config, split),
+        callbacks=[stop],
+        timeout=timeout,
+        catch=(ConfigError, ValueError, RuntimeError),
+        gc_after_trial=False,
+        show_progress_bar=progress,
+    )
+
+
+def _retry_orphans(study: optuna.Study, pid: int) -> int:
+    """Mark the running trials of a dead worker failed and enqueue them again."""
+    retried = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("worker_pid") == pid:
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            study.enqueue_trial(
+                t.params,
+                user_attrs={
+                    "retry_of": t.number,
+                    **({"default": True} if t.user_attrs.get("default") else {}),
+                },
+            )
+            retried += 1
+    return retried
+
+
+def _run_workers(
+    args: list[str],
+    n: int,
+    study: optuna.Study,
+    trials: int,
+    echo: Callable[[str], None],
+    progress: bool = False,
+) -> None:
+    env = {**os.environ, "TRAINLAB_WORKER": "1", "OMP_NUM_THREADS": "1"}
+    procs = {}
+    for _ in range(n):
+        p = subprocess.Popen([sys.executable, "-m", "trainlab", *args], env=env)
+        procs[p.pid] = p
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=trials, unit="trial", file=sys.stderr, leave=False)
+    while procs:
+        time.sleep(0.5)
+        if bar is not None:
+            counts = _counts(study)
+            bar.n = min(trials, counts["complete"] + counts["pruned"])
+            bar.refresh()
+        for pid, p in list(procs.items()):
+            code = p.poll()
+            if code is None:
+                continue
+            del procs[pid]
+            if code != 0:
+                retried = _retry_orphans(study, pid)
+                echo(f"worker {pid} died (exit {code}); {retried} trial(s) retried")
+                if not _done(study, trials):
+                    q = subprocess.Popen([sys.executable, "-m", "trainlab", *args], env=env)
+                    procs[q.pid] = q
+    if bar is not None:
+        bar.close()
+
+
+def _write_trials_csv(study: optuna.Study, path: Path) -> None:
+    trials = study.get_trials(deepcopy=False)
+    keys = sorted({k for t in trials for k in t.params})
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["number", "state", "value", "default", *keys, "seconds"])
+        for t in trials:
+            seconds = (
+                (t.datetime_complete - t.datetime_start).total_seconds()
+                if (t.datetime_complete and t.datetime_start)
+                else ""
+            )
+            writer.writerow(
+                [
+                    t.number,
+                    t.state.name,
+                    "" if t.value is None else t.value,
+                    bool(t.user_attrs.get("default")),
+                    *[t.params.get(k, "") for k in keys],
+                    seconds,
+                ]
+            )
+
+
+def _importances(study: optuna.Study) -> dict[str, float]:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < 3:
+        return {}
+    try:
+        return {
+            k: round(float(v), 4) for k, v in optuna.importance.get_param_importances(study).items()
+        }
+    except (RuntimeError, ValueError):  # e.g. a single value for every parameter
+        return {}
+
+
+def tune(
+    config_path: str | Path,
+    overrides: list[str] | None = None,
+    out: str | Path | None = None,
+    trials: int | None = None,
+    workers: int = 1,
+    storage: str | None = None,
+    study_name: str | None = None,
+    join: bool = False,
+    quiet: bool = False,
+    echo: Callable[[str], None] = print,
+) -> dict | None:
+    """Run (or resume, or join) a study; the coordinator finishes with the final run."""
+    config = load_config(config_path, overrides)
+    if config.tune is None:
+        raise ConfigError(
+            f"{config_path}: no tune section: say what to search, e.g. "
+            "tune: {space: {optimizer.lr: loguniform(1e-4, 1e-1)}}"
+        )
+    if workers < 1:
+        raise TuneError(f"--workers must be ≥ 1, got {workers}")
+    trials = trials or config.tune.trials
+    default_dir = config.name if config.name.endswith("tune") else f"{config.name}-tune"
+    run_dir = Path(out) if out is not None else Path("runs") / default_dir
+    study_name = study_name or config.name
+    storage_spec = storage or str(run_dir / STORAGE_FILE)
+    split_path = run_dir / "split.json"
+
+    if join:
+        if not split_path.is_file():
+            raise TuneError(
+                f"--join: no {split_path}; start the study first without --join "
+                "(the coordinator writes the split) and give the same --out"
+            )
+        store = open_storage(storage_spec, workers)
+        work(config, tl_data.Split.load(split_path), store, study_name, trials, config.tune.timeout)
+        return None
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dataset = tl_data.load(config.data.dataset, target=config.data.target, task=config.data.task)
+    if split_path.is_file():
+        split = tl_data.Split.load(split_path)
+        echo(f"resuming the study in {run_dir}")
+    else:
+        s = config.data.split
+        split = tl_data.split(
+            dataset, val=s.val, test=s.test, stratify=s.stratify, seed=config.seed
+        )
+        if len(split.val) == 0:
+            raise ConfigError("data.split.val: tuning needs a validation split (> 0)")
+        split.save(split_path)
+    save_config(config, run_dir / "config.yaml")
+    echo(f"study directory: {run_dir}")
+
+    store = open_storage(storage_spec, workers)
+    metric, direction = _metric(config, dataset.task)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=store,
+        direction=direction,
+        load_if_exists=True,
+        sampler=_sampler(config.tune, config.tune.seed or config.seed),
+        pruner=_pruner(config.tune, config.train.epochs),
+    )
+    if config.tune.defaults and not study.get_trials(deepcopy=False):
+        # the coordinator alone, once, before any worker exists
+        base = {k: v for k, v in _flat(config_dict(config)).items()}
+        params = default_params(
+            parse_space(config.tune.space), base, _accepts, config.optimizer.name
+        )
+        study.enqueue_trial(params, user_attrs={"default": True})
+
+    progress = not quiet and sys.stderr.isatty()
+    if workers == 1:
+        work(config, split, store, study_name, trials, config.tune.timeout, progress)
+    else:
+        args = [
+            "tune",
+            str(config_path),
+            "--join",
+            "--out",
+            str(run_dir),
+            "--storage",
+            storage_spec,
+            "--study",
+            study_name,
+            "--trials",
+            str(trials),
+        ]
+        for pair in overrides or []:
+            args += ["--set", pair]
+        _run_workers(args, workers, study, trials, echo, progress)
+
+    return _finish(config, study, split, run_dir, metric, direction, quiet, echo)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key != "space":
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _finish(
+    config: Config,
+    study: optuna.Study,
+    split: Any,
+    run_dir: Path,
+    metric: str,
+    direction: str,
+    quiet: bool,
+    echo: Callable[[str], None],
+) -> dict:
+    """Retrain the winner, evaluate the test split once, write the summary."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise RunError(
+            f"no trial of the study completed ({_counts(study)}); nothing to "
+            "retrain — look at the trials in trials.csv"
+        )
+    best = study.best_trial
+    best_params = decode_params(parse_space(config.tune.space), best.params)
+    final_config = _trial_config(config_dict(config), best_params)
+    final_split = split
+    if config.tune.final == "train+val":
+        final_split = tl_data.Split(
+            np.sort(np.concatenate([split.train, split.val])),
+            np.array([], dtype=np.int64),
+            split.test,
+        )
+        final_config = final_config.model_copy(
+            update={
+                "train": final_config.train.model_copy(
+                    update={"early_stopping": None, "monitor": None}
+                )
+            }
+        )
+    final_dir = run_dir / "final"
+    if final_dir.exists():  # a resumed study retrains its (possibly new) winner
+        shutil.rmtree(final_dir)
+    run = prepare(
+        final_config, final_dir, resuming=False, quiet=quiet, echo=echo, split=final_split
+    )
+    save_config(final_config, final_dir / "config.yaml")
+    started = time.perf_counter()
+    run.trainer.fit(run.loaders["train"], run.loaders.get("val"), epochs=final_config.train.epochs)
+    final = summarize(run, time.perf_counter() - started)  # the one test evaluation
+    (final_dir / "summary.json").write_text(json.dumps(final, indent=2) + "\n")
+
+    default = next(
+        (
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("default") and t.state == TrialState.COMPLETE
+        ),
+        None,
+    )
+    summary = {
+        "run_dir": str(run_dir),
+        "study": study.study_name,
+        "metric": metric,
+        "direction": direction,
+        "best_params": best_params,
+        "best_value": best.value,
+        "best_trial": best.number,
+        "default_value": default.value if default else None,
+        "trials": _counts(study),
+        "importances": _importances(study),
+        "final": config.tune.final,
+        "test": final["test"],
+        "final_run": str(final_dir),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _write_trials_csv(study, run_dir / "trials.csv")
+    return summary
+
+
+def format_tune_summary(summary: dict) -> str:
+    """The table printed at the end of ``trainlab tune``."""
+    lines = ["best parameters:"]
+    lines += [f"  {k} = {v}" for k, v in summary["best_params"].items()]
+    c = summary["trials"]
+    lines.append(
+        f"validation {summary['metric']}: {summary['best_value']:.4f} (trial "
+        f"{summary['best_trial']}; defaults: "
+        + (f"{summary['default_value']:.4f}" if summary["default_value"] is not None else "—")
+        + ")"
+    )
+    test = ", ".join(f"{k} {v:.4f}" for k, v in summary["test"].items())
+    lines.append(f"test (once, after retraining on {summary['final']}): {test}")
+    lines.append(
+        f"trials: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} "
+        f"failed; results in {summary['run_dir']}"
+    )
+    if summary["importances"]:
+        lines.append(
+            "importances: " + ", ".join(f"{k} {v:.2f}" for k, v in summary["importances"].items())
+        )
+    return "\n".join(lines)

@@ -1,0 +1,251 @@
+"""`trainlab tune`: the protocol, the journal storage, workers, resume, dead workers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from trainlab.train import run as run_module
+from trainlab.tune import study as study_module
+from trainlab.tune import tune
+
+from tables import write_table_csv
+
+
+def _config(tmp_path, trials=6, epochs=6, extra=""):
+    csv_path = write_table_csv(tmp_path)
+    path = tmp_path / "tune.yaml"
+    path.write_text(
+        f"""name: table-tune
+seed: 0
+data: {{dataset: {csv_path}, preprocess: [standardize], split: {{val: 0.2, test: 0.2}}}}
+model: {{kind: mlp, hidden: [16]}}
+optimizer: {{name: adam}}
+train: {{epochs: {epochs}, batch_size: 16}}
+tune:
+  trials: {trials}
+  pruner: none
+  space:
+    optimizer.lr: loguniform(1e-4, 1e-1)
+    model.dropout: uniform(0.0, 0.6)
+{extra}"""
+    )
+    return path
+
+
+def _trials(run_dir):
+    with open(run_dir / "trials.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _quiet():
+    return dict(quiet=True, echo=lambda _: None)
+
+
+def test_a_study_tries_the_defaults_once_first_and_tests_the_winner_once(tmp_path, monkeypatch):
+    parts_seen = []
+    real_build = run_module.build
+
+    def spy(config, split=None, parts=("train", "val", "test")):
+        parts_seen.append(tuple(parts))
+        return real_build(config, split, parts)
+
+    monkeypatch.setattr(run_module, "build", spy)
+    monkeypatch.setattr(study_module, "build", spy)
+    summary = tune(_config(tmp_path), out=tmp_path / "study", **_quiet())
+
+    # the test split is read only by the last build: the final retraining
+    assert all("test" not in p for p in parts_seen[:-1]) and "test" in parts_seen[-1]
+    assert len(parts_seen) == 6 + 1
+    rows = _trials(tmp_path / "study")
+    assert rows[0]["default"] == "True" and float(rows[0]["optimizer.lr"]) == 1e-3
+    assert float(rows[0]["model.dropout"]) == 0.5
+    assert sum(r["default"] == "True" for r in rows) == 1
+    assert summary["trials"] == {"complete": 6, "pruned": 0, "failed": 0, "running": 0}
+    assert summary["best_value"] >= summary["default_value"]
+    assert set(summary["best_params"]) == {"optimizer.lr", "model.dropout"}
+    assert set(summary["test"]) == {"loss", "accuracy"}
+    assert set(summary["importances"]) == {"optimizer.lr", "model.dropout"}
+    final = json.loads((tmp_path / "study" / "final" / "summary.json").read_text())
+    assert final["test"] == summary["test"]
+
+
+def test_running_the_same_command_again_resumes_the_study(tmp_path):
+    config = _config(tmp_path, trials=3)
+    tune(config, out=tmp_path / "study", **_quiet())
+    summary = tune(config, out=tmp_path / "study", trials=5, **_quiet())
+    rows = _trials(tmp_path / "study")
+    assert len(rows) == 5 and summary["trials"]["complete"] == 5
+    assert sum(r["default"] == "True" for r in rows) == 1  # not enqueued again
+
+
+def test_two_workers_on_the_journal_record_every_trial_once(tmp_path):
+    summary = tune(_config(tmp_path, trials=8), out=tmp_path / "study", workers=2, **_quiet())
+    rows = _trials(tmp_path / "study")
+    numbers = [int(r["number"]) for r in rows]
+    assert len(numbers) == len(set(numbers)) and len(rows) >= 8
+    assert sum(r["default"] == "True" for r in rows) == 1
+    assert summary["trials"]["failed"] == 0 and summary["trials"]["complete"] >= 8
+
+
+def test_a_worker_killed_mid_trial_has_its_trial_retried(tmp_path):
+    config = _config(tmp_path, trials=6, epochs=60)
+    run_dir = tmp_path / "study"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    coordinator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trainlab",
+            "tune",
+            str(config),
+            "--out",
+            str(run_dir),
+            "--workers",
+            "2",
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    journal = run_dir / study_module.STORAGE_FILE
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        if not journal.exists():
+            continue
+        storage = optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(journal))
+        )
+        try:
+            study = optuna.load_study(study_name="table-tune", storage=storage)
+        except KeyError:
+            continue
+        for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+            pid = t.user_attrs.get("worker_pid")
+            if pid and pid != coordinator.pid:
+                os.kill(pid, signal.SIGKILL)
+                killed = t.number
+                break
+    assert killed is not None, "no running trial was seen"
+    out, err = coordinator.communicate(timeout=300)
+    assert coordinator.returncode == 0, err
+    assert "died" in out
+    rows = _trials(run_dir)
+    failed = [r for r in rows if r["state"] == "FAIL"]
+    assert [int(r["number"]) for r in failed] == [killed]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["trials"]["complete"] >= 6
+
+
+def test_sqlite_with_several_workers_is_refused_naming_the_alternatives(tmp_path, capsys):
+    from trainlab.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "tune",
+                str(_config(tmp_path)),
+                "--workers",
+                "2",
+                "--storage",
+                f"sqlite:///{tmp_path}/s.db",
+                "--out",
+                str(tmp_path / "study"),
+            ]
+        )
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "journal file" in err and "PostgreSQL" in err
+
+
+def test_a_config_without_a_tune_section_is_a_clear_error(tmp_path, capsys):
+    from trainlab.cli import main
+
+    path = tmp_path / "plain.yaml"
+    path.write_text("name: x\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", str(path)])
+    assert exit_info.value.code == 2 and "no tune section" in capsys.readouterr().err
+
+
+# --- the same on a real PostgreSQL (the Makefile's test target starts one) ------------------
+def test_two_workers_on_postgresql_record_every_trial_once(tmp_path, postgres_db):
+    summary = tune(
+        _config(tmp_path, trials=6),
+        out=tmp_path / "study",
+        workers=2,
+        storage=postgres_db,
+        study_name="pg",
+        **_quiet(),
+    )
+    rows = _trials(tmp_path / "study")
+    numbers = [int(r["number"]) for r in rows]
+    assert len(numbers) == len(set(numbers)) and len(rows) >= 6
+    assert sum(r["default"] == "True" for r in rows) == 1
+    assert summary["trials"]["failed"] == 0 and summary["trials"]["complete"] >= 6
+    study = optuna.load_study(study_name="pg", storage=postgres_db)
+    assert len(study.trials) == len(rows)  # the database holds them, not a local file
+    assert not (tmp_path / "study" / study_module.STORAGE_FILE).exists()
+
+
+def test_a_worker_killed_mid_trial_on_postgresql_is_retried_and_the_study_resumes(
+    tmp_path, postgres_db
+):
+    config = _config(tmp_path, trials=5, epochs=60)
+    run_dir = tmp_path / "study"
+    coordinator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trainlab",
+            "tune",
+            str(config),
+            "--out",
+            str(run_dir),
+            "--workers",
+            "2",
+            "--storage",
+            postgres_db,
+            "--study",
+            "pg",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            study = optuna.load_study(study_name="pg", storage=postgres_db)
+        except KeyError:
+            continue
+        for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+            pid = t.user_attrs.get("worker_pid")
+            if pid and pid != coordinator.pid:
+                os.kill(pid, signal.SIGKILL)
+                killed = t.number
+                break
+    assert killed is not None, "no running trial was seen"
+    out, err = coordinator.communicate(timeout=300)
+    assert coordinator.returncode == 0, err
+    rows = _trials(run_dir)
+    assert [int(r["number"]) for r in rows if r["state"] == "FAIL"] == [killed]
+    # every worker is gone: the same command with more trials resumes the study
+    summary = tune(config, out=run_dir, trials=7, storage=postgres_db, study_name="pg", **_quiet())
+    assert summary["trials"]["complete"] >= 7
+    # one defaults trial (a retry of it, after a kill, replaces it)
+    assert sum(r["default"] == "True" and r["state"] != "FAIL" for r in _trials(run_dir)) == 1
