@@ -141,15 +141,7 @@ class ModelConfig(_Section):
         return {k: v for k, v in opts.items() if v is not None and k in accepted}
 
 
-# Hyperparameter names each optimizer takes (its __init__ keywords), for clear errors.
-_OPTIMIZER_CLASS = {
-    "sgd": optim.SGD,
-    "momentum": optim.SGD,
-    "nesterov": optim.SGD,
-    "rmsprop": optim.RMSProp,
-    "adam": optim.Adam,
-    "adamw": optim.AdamW,
-}
+_OPTIMIZER_CLASS = optim.CLASSES  # name → class; its DEFAULTS name its hyperparameters
 
 
 class OptimizerConfig(_Section):

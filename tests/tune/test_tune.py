@@ -46,6 +46,23 @@ def _trials(run_dir):
         return list(csv.DictReader(f))
 
 
+def _kill_a_worker_mid_trial(coordinator, study_name, storage) -> int | None:
+    """SIGKILL the worker process of the first running trial seen; return its number."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            study = optuna.load_study(study_name=study_name, storage=storage())
+        except KeyError:
+            continue
+        for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+            pid = t.user_attrs.get("worker_pid")
+            if pid and pid != coordinator.pid:
+                os.kill(pid, signal.SIGKILL)
+                return t.number
+    return None
+
+
 def _quiet():
     return dict(quiet=True, echo=lambda _: None)
 
@@ -119,25 +136,15 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried(tmp_path):
         text=True,
     )
     journal = run_dir / study_module.STORAGE_FILE
-    killed = None
-    deadline = time.monotonic() + 120
-    while killed is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+
+    def storage():
         if not journal.exists():
-            continue
-        storage = optuna.storages.JournalStorage(
+            raise KeyError("no journal yet")
+        return optuna.storages.JournalStorage(
             optuna.storages.journal.JournalFileBackend(str(journal))
         )
-        try:
-            study = optuna.load_study(study_name="table-tune", storage=storage)
-        except KeyError:
-            continue
-        for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
-            pid = t.user_attrs.get("worker_pid")
-            if pid and pid != coordinator.pid:
-                os.kill(pid, signal.SIGKILL)
-                killed = t.number
-                break
+
+    killed = _kill_a_worker_mid_trial(coordinator, "table-tune", storage)
     assert killed is not None, "no running trial was seen"
     out, err = coordinator.communicate(timeout=300)
     assert coordinator.returncode == 0, err
@@ -225,20 +232,7 @@ def test_a_worker_killed_mid_trial_on_postgresql_is_retried_and_the_study_resume
         stderr=subprocess.PIPE,
         text=True,
     )
-    killed = None
-    deadline = time.monotonic() + 120
-    while killed is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-        try:
-            study = optuna.load_study(study_name="pg", storage=postgres_db)
-        except KeyError:
-            continue
-        for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
-            pid = t.user_attrs.get("worker_pid")
-            if pid and pid != coordinator.pid:
-                os.kill(pid, signal.SIGKILL)
-                killed = t.number
-                break
+    killed = _kill_a_worker_mid_trial(coordinator, "pg", lambda: postgres_db)
     assert killed is not None, "no running trial was seen"
     out, err = coordinator.communicate(timeout=300)
     assert coordinator.returncode == 0, err
@@ -249,3 +243,17 @@ def test_a_worker_killed_mid_trial_on_postgresql_is_retried_and_the_study_resume
     assert summary["trials"]["complete"] >= 7
     # one defaults trial (a retry of it, after a kill, replaces it)
     assert sum(r["default"] == "True" and r["state"] != "FAIL" for r in _trials(run_dir)) == 1
+
+
+def test_a_worker_joins_from_another_directory_with_the_split_from_the_study(tmp_path):
+    """A machine with no copy of the study directory gets the split from the study."""
+    config = _config(tmp_path, trials=3)
+    tune(config, out=tmp_path / "study", **_quiet())
+    journal = str(tmp_path / "study" / study_module.STORAGE_FILE)
+    assert (
+        tune(config, out=tmp_path / "elsewhere", trials=5, storage=journal, join=True, **_quiet())
+        is None
+    )
+    assert not (tmp_path / "elsewhere" / "split.json").exists()
+    study = optuna.load_study(study_name="table-tune", storage=study_module.open_storage(journal))
+    assert len(study.trials) == 5

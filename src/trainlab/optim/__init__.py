@@ -28,6 +28,7 @@ __all__ = [
     "CONVENTIONS",
     "IMPLEMENTATIONS",
     "NAMES",
+    "CLASSES",
     "create",
     "schedule",
 ]
@@ -35,6 +36,16 @@ __all__ = [
 #: Optimizer names as a config names them. ``momentum`` and ``nesterov`` are SGD with
 #: ρ = 0.9 unless ``momentum=`` says otherwise (the lecture's usual value).
 NAMES = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+
+#: The class behind each name; ``CLASSES[name].DEFAULTS`` lists the hyperparameters it takes.
+CLASSES: dict[str, type[Optimizer]] = {
+    "sgd": SGD,
+    "momentum": SGD,
+    "nesterov": SGD,
+    "rmsprop": RMSProp,
+    "adam": Adam,
+    "adamw": AdamW,
+}
 
 
 def create(name: str, params: Iterable, **hyper: Any) -> Optimizer:
@@ -52,7 +63,6 @@ def create(name: str, params: Iterable, **hyper: Any) -> Optimizer:
         if name == "nesterov":
             hyper["nesterov"] = True
         return SGD(params, **hyper)
-    classes = {"sgd": SGD, "rmsprop": RMSProp, "adam": Adam, "adamw": AdamW}
-    if name not in classes:
+    if name not in CLASSES:
         raise ValueError(f"optimizer name must be one of {', '.join(NAMES)}; got {name!r}")
-    return classes[name](params, **hyper)
+    return CLASSES[name](params, **hyper)

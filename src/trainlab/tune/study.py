@@ -68,15 +68,7 @@ class TuneError(ValueError):
 
 
 def _accepts(name: str, hyper: str) -> bool:
-    cls = {
-        "sgd": optim.SGD,
-        "momentum": optim.SGD,
-        "nesterov": optim.SGD,
-        "rmsprop": optim.RMSProp,
-        "adam": optim.Adam,
-        "adamw": optim.AdamW,
-    }[name]
-    return hyper in cls.DEFAULTS
+    return hyper in optim.CLASSES[name].DEFAULTS
 
 
 def open_storage(spec: str, workers: int = 1) -> Any:
@@ -358,13 +350,15 @@ def tune(
     split_path = run_dir / "split.json"
 
     if join:
-        if not split_path.is_file():
-            raise TuneError(
-                f"--join: no {split_path}; start the study first without --join "
-                "(the coordinator writes the split) and give the same --out"
-            )
         store = open_storage(storage_spec, workers)
-        work(config, tl_data.Split.load(split_path), store, study_name, trials, config.tune.timeout)
+        work(
+            config,
+            _joined_split(store, study_name, split_path),
+            store,
+            study_name,
+            trials,
+            config.tune.timeout,
+        )
         return None
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -393,6 +387,10 @@ def tune(
         sampler=_sampler(config.tune, config.tune.seed or config.seed),
         pruner=_pruner(config.tune, config.train.epochs),
     )
+    if "split" not in study.user_attrs:  # so a worker on another machine trains on it too
+        study.set_user_attr(
+            "split", {part: getattr(split, part).tolist() for part in ("train", "val", "test")}
+        )
     if config.tune.defaults and not study.get_trials(deepcopy=False):
         # the coordinator alone, once, before any worker exists
         base = {k: v for k, v in _flat(config_dict(config)).items()}
@@ -423,6 +421,26 @@ def tune(
         _run_workers(args, workers, study, trials, echo, progress)
 
     return _finish(config, study, split, run_dir, metric, direction, quiet, echo)
+
+
+def _joined_split(store: Any, study_name: str, split_path: Path) -> Any:
+    """The study's split for a joining worker: from the study itself (the coordinator
+    stores it there), or the study directory's split.json on a shared filesystem."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=store)
+    except KeyError:
+        raise TuneError(
+            f"--join: no study {study_name!r} in the storage; start it first "
+            "without --join (the coordinator creates it)"
+        ) from None
+    record = study.user_attrs.get("split")
+    if record is not None:
+        return tl_data.Split(
+            *(np.asarray(record[p], dtype=np.int64) for p in ("train", "val", "test"))
+        )
+    if split_path.is_file():
+        return tl_data.Split.load(split_path)
+    raise TuneError(f"--join: study {study_name!r} holds no split and {split_path} is missing")
 
 
 def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
