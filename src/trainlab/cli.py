@@ -182,6 +182,23 @@ def tune(
         typer.echo(format_tune_summary(summary))
 
 
+@app.command()
+def report(
+    run_dirs: list[Path] = typer.Argument(..., help="Run or study directories."),
+    out: Path | None = typer.Option(
+        None, "-o", "--out", help="The HTML file (default: report.html beside the runs)."
+    ),
+) -> None:
+    """One self-contained HTML page (figures embedded) for runs, studies or a comparison."""
+    from trainlab.report import write_report
+
+    try:
+        path = write_report(run_dirs, out)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="RUN_DIR") from None
+    typer.echo(f"report: {path}")
+
+
 @app.command("lr-find")
 def lr_find_command(
     config: Path = typer.Argument(..., help="The experiment config (YAML)."),

@@ -333,6 +333,9 @@ def fit(
     trainer.fit(run.loaders["train"], run.loaders.get("val"), epochs=config.train.epochs)
     summary = summarize(run, time.perf_counter() - started)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    from trainlab.report import write_report
+
+    summary["report"] = str(write_report(run_dir))
     return summary
 
 
@@ -409,4 +412,6 @@ def format_summary(summary: dict) -> str:
         f"best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
         f"{summary['seconds']:.1f} s; results in {summary['run_dir']}"
     )
+    if summary.get("report"):
+        lines.append(f"report: {summary['report']}")
     return "\n".join(lines)

@@ -524,6 +524,9 @@ def _finish(
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     _write_trials_csv(study, run_dir / "trials.csv")
+    from trainlab.report import write_report
+
+    summary["report"] = str(write_report(run_dir))
     return summary
 
 
@@ -544,6 +547,8 @@ def format_tune_summary(summary: dict) -> str:
         f"trials: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} "
         f"failed; results in {summary['run_dir']}"
     )
+    if summary.get("report"):
+        lines.append(f"report: {summary['report']}")
     if summary["importances"]:
         lines.append(
             "importances: " + ", ".join(f"{k} {v:.2f}" for k, v in summary["importances"].items())
