@@ -25,6 +25,7 @@ OPTIONAL = (
     "training.md",
     "config.md",
     "diagnose.md",
+    "tuning.md",
 )
 
 # An opening fence ```python (possibly indented, e.g. inside a list), its code, and the

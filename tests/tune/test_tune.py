@@ -257,3 +257,39 @@ def test_a_worker_joins_from_another_directory_with_the_split_from_the_study(tmp
     assert not (tmp_path / "elsewhere" / "split.json").exists()
     study = optuna.load_study(study_name="table-tune", storage=study_module.open_storage(journal))
     assert len(study.trials) == 5
+
+
+def test_a_space_where_every_trial_fails_stops_instead_of_looping(tmp_path, capsys):
+    from trainlab.cli import main
+
+    config = (
+        _config(tmp_path, trials=3, epochs=2)
+        .read_text()
+        .replace("model.dropout: uniform(0.0, 0.6)", "model.dropout: uniform(1.0, 2.0)")
+        .replace("optimizer.lr: loguniform(1e-4, 1e-1)\n", "")
+    )
+    path = tmp_path / "bad.yaml"
+    path.write_text(config)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", str(path), "--out", str(tmp_path / "study"), "--quiet"])
+    assert (
+        exit_info.value.code == 2 and "no trial of the study completed" in capsys.readouterr().err
+    )
+    rows = _trials(tmp_path / "study")
+    assert (
+        all(r["state"] == "FAIL" for r in rows) and len(rows) == study_module.MIN_FAILURES_TO_STOP
+    )
+
+
+def test_the_grid_sampler_takes_list_choices(tmp_path):
+    extra = "    model.hidden: [[8], [16, 16]]\n  sampler: grid\n"
+    text = _config(tmp_path, trials=4, epochs=2, extra="").read_text()
+    text = text.replace(
+        "    optimizer.lr: loguniform(1e-4, 1e-1)\n    model.dropout: uniform(0.0, 0.6)\n",
+        "    optimizer.lr: [0.001, 0.01]\n" + extra,
+    )
+    path = tmp_path / "grid.yaml"
+    path.write_text(text)
+    summary = tune(path, out=tmp_path / "study", **_quiet())
+    assert summary["trials"]["failed"] == 0 and summary["trials"]["complete"] >= 4
+    assert summary["best_params"]["model.hidden"] in ([8], [16, 16])

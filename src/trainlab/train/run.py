@@ -336,6 +336,7 @@ def fit(
     from trainlab.report import write_report
 
     summary["report"] = str(write_report(run_dir))
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
 

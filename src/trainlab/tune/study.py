@@ -59,6 +59,8 @@ STORAGE_FILE = "study.journal"
 #: Heartbeat settings on PostgreSQL: a worker silent for GRACE seconds is dead; its trial
 #: is marked failed and retried (up to RETRIES times).
 HEARTBEAT_INTERVAL, GRACE, RETRIES = 5, 20, 3
+#: A worker stops once this many trials (or ``trials``, if more) have failed.
+MIN_FAILURES_TO_STOP = 10
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -101,7 +103,8 @@ def _sampler(tune_cfg: Any, seed: int) -> optuna.samplers.BaseSampler:
     if tune_cfg.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if tune_cfg.sampler == "grid":
-        grid = {k: list(v) for k, v in tune_cfg.space.items()}
+        space = parse_space(tune_cfg.space)
+        grid = {k: [d.encode(c) for c in d.choices] for k, d in space.items()}
         return optuna.samplers.GridSampler(grid, seed=seed)
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
@@ -204,11 +207,14 @@ def work(
     trials: int,
     timeout: float | None = None,
     progress: bool = False,
+    joined: bool = False,
 ) -> None:
-    """A worker: run trials of the study until ``trials`` are complete or pruned."""
+    """A worker: run trials of the study until ``trials`` are complete or pruned (or as
+    many have failed: a space whose every point fails must not loop forever)."""
     seed = config.tune.seed if config.tune.seed is not None else config.seed
     if os.environ.get("TRAINLAB_WORKER"):
-        torch.set_num_threads(1)  # N workers share the machine's cores
+        torch.set_num_threads(1)  # N local workers share the machine's cores
+    if joined:
         seed += os.getpid()  # workers with one seed would sample the same points
     study = optuna.load_study(
         study_name=study_name,
@@ -219,9 +225,14 @@ def work(
     if _done(study, trials):
         return  # a resumed study that has its trials already
     stop = optuna.study.MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+    def too_many_failures(study: optuna.Study, trial: Any) -> None:
+        if _counts(study)["failed"] >= max(trials, MIN_FAILURES_TO_STOP):
+            study.stop()
+
     study.optimize(
         objective_for(config, split),
-        callbacks=[stop],
+        callbacks=[stop, too_many_failures],
         timeout=timeout,
         catch=(ConfigError, ValueError, RuntimeError),
         gc_after_trial=False,
@@ -235,10 +246,14 @@ def _retry_orphans(study: optuna.Study, pid: int) -> int:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("worker_pid") == pid:
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            retries = int(t.user_attrs.get("retries", 0))
+            if retries >= RETRIES:
+                continue  # it killed its worker RETRIES times: leave it failed
             study.enqueue_trial(
                 t.params,
                 user_attrs={
                     "retry_of": t.number,
+                    "retries": retries + 1,
                     **({"default": True} if t.user_attrs.get("default") else {}),
                 },
             )
@@ -337,8 +352,8 @@ def tune(
     config = load_config(config_path, overrides)
     if config.tune is None:
         raise ConfigError(
-            f"{config_path}: no tune section: say what to search, e.g. "
-            "tune: {space: {optimizer.lr: loguniform(1e-4, 1e-1)}}"
+            f"{config_path}: no tune section: add 'tune:' with a 'space:' mapping, e.g. "
+            "'optimizer.lr: loguniform(1e-4, 1e-1)' (docs/tuning.md)"
         )
     if workers < 1:
         raise TuneError(f"--workers must be ≥ 1, got {workers}")
@@ -350,6 +365,16 @@ def tune(
     split_path = run_dir / "split.json"
 
     if join:
+        if workers != 1:
+            raise TuneError(
+                "--workers with --join: start one `trainlab tune … --join` per "
+                "worker process (each joins the same study)"
+            )
+        if storage is None and not (run_dir / STORAGE_FILE).is_file():
+            raise TuneError(
+                f"--join: no study in {run_dir}; give --storage URL (and --study "
+                "NAME) of a running study, or the --out of a local one"
+            )
         store = open_storage(storage_spec, workers)
         work(
             config,
@@ -358,6 +383,7 @@ def tune(
             study_name,
             trials,
             config.tune.timeout,
+            joined=True,
         )
         return None
 
@@ -391,8 +417,14 @@ def tune(
         study.set_user_attr(
             "split", {part: getattr(split, part).tolist() for part in ("train", "val", "test")}
         )
-    if config.tune.defaults and not study.get_trials(deepcopy=False):
-        # the coordinator alone, once, before any worker exists
+    defaults_tried = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get("default") and t.state != TrialState.FAIL
+    ]
+    if config.tune.defaults and not defaults_tried:
+        # the coordinator alone, once, before any worker exists (again only if an
+        # interrupted run left the defaults trial failed)
         base = {k: v for k, v in _flat(config_dict(config)).items()}
         params = default_params(
             parse_space(config.tune.space), base, _accepts, config.optimizer.name
@@ -465,6 +497,7 @@ def _finish(
 ) -> dict:
     """Retrain the winner, evaluate the test split once, write the summary."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    _write_trials_csv(study, run_dir / "trials.csv")
     if not complete:
         raise RunError(
             f"no trial of the study completed ({_counts(study)}); nothing to "
@@ -527,6 +560,7 @@ def _finish(
     from trainlab.report import write_report
 
     summary["report"] = str(write_report(run_dir))
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
