@@ -29,7 +29,9 @@ demo: $(VENV)/.stamp-core
 
 # A throwaway PostgreSQL (scripts/postgres.sh) serves the tests that need one through
 # TRAINLAB_TEST_POSTGRES, and is stopped on the way out, pass, fail or Ctrl-C. If it cannot
-# start, those tests skip and the rest run as ever.
+# start, those tests skip and the rest run as ever. Likewise headless Chromium for the
+# browser tests (scripts/chromium.sh, which installs Debian's package when it is missing)
+# through TRAINLAB_TEST_CHROMIUM.
 test: $(VENV)/.stamp-dev
 	@pgdir=$$(mktemp -d /tmp/trainlab-pg.XXXXXX); \
 	trap 'bash scripts/postgres.sh stop "$$pgdir"' EXIT; trap 'exit 130' INT TERM; \
@@ -37,6 +39,11 @@ test: $(VENV)/.stamp-dev
 		echo "PostgreSQL for the tests: $$url"; export TRAINLAB_TEST_POSTGRES="$$url"; \
 	else \
 		echo "warning: scripts/postgres.sh could not start PostgreSQL: its tests will skip" >&2; \
+	fi; \
+	if chromium=$$(bash scripts/chromium.sh); then \
+		echo "Chromium for the tests: $$chromium"; export TRAINLAB_TEST_CHROMIUM="$$chromium"; \
+	else \
+		echo "warning: scripts/chromium.sh found no Chromium: the browser tests will skip" >&2; \
 	fi; \
 	$(BIN)/python -m pytest -q
 

@@ -199,6 +199,26 @@ def report(
     typer.echo(f"report: {path}")
 
 
+@app.command()
+def lecture(
+    quick: bool = typer.Option(False, "--quick", help="Smaller experiments (minutes)."),
+    out: Path = typer.Option(Path("runs/lecture"), "--out", help="Where figures and pages go."),
+    only: str | None = typer.Option(None, help="Only these claims, e.g. C3,C8."),
+) -> None:
+    """The lecture's claims C1–C15 as experiments: each measured, with a figure and a
+    verdict (held / did not hold / inconclusive); writes lecture.html."""
+    from trainlab.lecture.report import run_lecture, write_lecture_report
+
+    claims = [c.strip().upper() for c in only.split(",")] if only else None
+    try:
+        results = run_lecture(out, quick=quick, only=claims, echo=typer.echo)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--only") from None
+    path = write_lecture_report(results, out)
+    held = sum(r.verdict == "held" for r in results)
+    typer.echo(f"{held} of {len(results)} claims held; report: {path}")
+
+
 @app.command("lr-find")
 def lr_find_command(
     config: Path = typer.Argument(..., help="The experiment config (YAML)."),
