@@ -200,6 +200,44 @@ def report(
 
 
 @app.command()
+def compare(
+    config: Path = typer.Argument(..., help="The experiment config (YAML)."),
+    vary: list[str] = typer.Option(
+        ..., "--vary", help="KEY=V1,V2,… — one axis of variants (repeatable)."
+    ),
+    seeds: int = typer.Option(1, help="Seeds of each variant's winner."),
+    tune_lr: int = typer.Option(
+        0, "--tune-lr", help="A grid of K learning rates per variant, chosen on validation."
+    ),
+    target: float | None = typer.Option(None, help="Report epochs and time to reach it."),
+    set_: list[str] = typer.Option(None, "--set", help="Override a config key (repeatable)."),
+    out: Path | None = typer.Option(None, "--out", help="Output directory."),
+) -> None:
+    """A fair comparison: the same tuning budget for every variant, then N seeds of each
+    winner; mean ± std, diverged runs counted as failures."""
+    from trainlab.compare import compare as run_compare
+    from trainlab.compare import format_comparison
+
+    try:
+        result = run_compare(
+            config,
+            vary,
+            seeds=seeds,
+            tune_lr=tune_lr,
+            out=out,
+            target=target,
+            overrides=set_ or [],
+            echo=typer.echo,
+        )
+    except ValueError as err:
+        if isinstance(err, _user_errors()):
+            raise
+        raise typer.BadParameter(str(err)) from None
+    typer.echo(format_comparison(result))
+    typer.echo(f"report: {result['report']}")
+
+
+@app.command()
 def lecture(
     quick: bool = typer.Option(False, "--quick", help="Smaller experiments (minutes)."),
     out: Path = typer.Option(Path("runs/lecture"), "--out", help="Where figures and pages go."),
