@@ -22,9 +22,10 @@ $(VENV)/.stamp-dev: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP_INSTALL) -e ".[dev]"
 	touch $(VENV)/.stamp-core $@
 
-# The optimizers on a narrow valley, then a CNN trained on MNIST-1D end to end.
+# The user's first ten minutes: the lecture's claims measured (lecture.html), then a CNN
+# trained on MNIST-1D end to end (its report.html); both paths are printed.
 demo: $(VENV)/.stamp-core
-	$(BIN)/trainlab demo
+	$(BIN)/trainlab lecture --quick --out runs/lecture
 	$(BIN)/trainlab fit examples/mnist1d_cnn.yaml
 
 # A throwaway PostgreSQL (scripts/postgres.sh) serves the tests that need one through
