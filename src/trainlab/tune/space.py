@@ -133,6 +133,19 @@ def _unlist(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _applicable(space: dict[str, Distribution], name: str, accepts: Any):
+    """The keys to sample once the optimizer is ``name`` (optimizer.name itself excluded):
+    an optimizer hyperparameter the optimizer does not take is left out — the space is
+    conditional."""
+    for key, dist in space.items():
+        section, _, leaf = key.partition(".")
+        if key == "optimizer.name" or (
+            section == "optimizer" and leaf not in ("lr", "convention") and not accepts(name, leaf)
+        ):
+            continue
+        yield key, dist
+
+
 def sample(
     trial: Any, space: dict[str, Distribution], accepts: Any, base_optimizer: str
 ) -> dict[str, Any]:
@@ -146,12 +159,7 @@ def sample(
     if "optimizer.name" in space:  # first: the other optimizer keys depend on it
         name = space["optimizer.name"].suggest(trial, "optimizer.name")
         params["optimizer.name"] = name
-    for key, dist in space.items():
-        if key == "optimizer.name":
-            continue
-        section, _, leaf = key.partition(".")
-        if section == "optimizer" and leaf not in ("lr", "convention") and not accepts(name, leaf):
-            continue  # conditional: this optimizer has no such hyperparameter
+    for key, dist in _applicable(space, name, accepts):
         params[key] = _unlist(dist.suggest(trial, key))
     return params
 
@@ -172,12 +180,7 @@ def default_params(
             else (base_optimizer if dist.contains(base_optimizer) else dist.midpoint())
         )
         params["optimizer.name"] = name
-    for key, dist in space.items():
-        if key == "optimizer.name":
-            continue
-        section, _, leaf = key.partition(".")
-        if section == "optimizer" and leaf not in ("lr", "convention") and not accepts(name, leaf):
-            continue
+    for key, dist in _applicable(space, name, accepts):
         candidates = [LECTURE_DEFAULTS.get(key), base.get(key)]
         value = next(
             (
