@@ -410,7 +410,9 @@ def tune(
         storage=store,
         direction=direction,
         load_if_exists=True,
-        sampler=_sampler(config.tune, config.tune.seed or config.seed),
+        sampler=_sampler(
+            config.tune, config.tune.seed if config.tune.seed is not None else config.seed
+        ),
         pruner=_pruner(config.tune, config.train.epochs),
     )
     if "split" not in study.user_attrs:  # so a worker on another machine trains on it too
