@@ -293,3 +293,36 @@ def test_the_grid_sampler_takes_list_choices(tmp_path):
     summary = tune(path, out=tmp_path / "study", **_quiet())
     assert summary["trials"]["failed"] == 0 and summary["trials"]["complete"] >= 4
     assert summary["best_params"]["model.hidden"] in ([8], [16, 16])
+
+
+def test_a_refused_start_leaves_no_study_directory(tmp_path, capsys):
+    from trainlab.cli import main
+
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "tune",
+                str(_config(tmp_path)),
+                "--workers",
+                "2",
+                "--storage",
+                f"sqlite:///{tmp_path}/s.db",
+                "--out",
+                str(tmp_path / "study"),
+            ]
+        )
+    assert not (tmp_path / "study").exists()
+
+
+def test_resuming_with_another_config_is_refused(tmp_path):
+    tune(_config(tmp_path, trials=2, epochs=2), out=tmp_path / "study", **_quiet())
+    with pytest.raises(study_module.TuneError, match="holds a study of another config"):
+        tune(_config(tmp_path, trials=2, epochs=3), out=tmp_path / "study", **_quiet())
+    # how long it runs may change
+    tune(_config(tmp_path, trials=3, epochs=2), out=tmp_path / "study", **_quiet())
+
+
+def test_a_database_error_does_not_print_the_password():
+    with pytest.raises(study_module.TuneError) as err:
+        study_module.open_storage("postgresql+psycopg://user:s3cret@127.0.0.1:1/db")
+    assert "s3cret" not in str(err.value) and "user:***@" in str(err.value)

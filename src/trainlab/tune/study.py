@@ -23,6 +23,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,7 +47,7 @@ from trainlab.config import (
     load_config,
     save_config,
 )
-from trainlab.train import Trainer
+from trainlab.train import EarlyStopping, Trainer
 from trainlab.train.run import RunError, build, default_monitor, prepare, summarize
 from trainlab.train.trainer import minimize
 
@@ -94,7 +95,9 @@ def open_storage(spec: str, workers: int = 1) -> Any:
             )
         except Exception as err:  # noqa: BLE001 — any connection problem is the user's to fix
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise TuneError(f"--storage {spec}: cannot open the database: {first}") from None
+            shown = re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", spec)  # no password in logs
+            first = first.replace(spec, shown)
+            raise TuneError(f"--storage {shown}: cannot open the database: {first}") from None
     backend = optuna.storages.journal.JournalFileBackend(str(spec))
     return optuna.storages.JournalStorage(backend)
 
@@ -170,7 +173,7 @@ def objective_for(config: Config, split: Any) -> Callable[[optuna.Trial], float]
             pieces.optimizer,
             task=pieces.dataset.task,
             scheduler=scheduler,
-            callbacks=[_Report(trial, metric)],
+            callbacks=[_Report(trial, metric)] + _early_stopping(trial_config),
             device=pieces.device,
         )
         history = trainer.fit(
@@ -182,6 +185,11 @@ def objective_for(config: Config, split: Any) -> Callable[[optuna.Trial], float]
         return min(values) if minimize(metric) else max(values)
 
     return objective
+
+
+def _early_stopping(config: Config) -> list:
+    es = config.train.early_stopping
+    return [] if es is None else [EarlyStopping(es.metric, es.patience, es.min_delta)]
 
 
 def _counts(study: optuna.Study) -> dict[str, int]:
@@ -387,10 +395,12 @@ def tune(
         )
         return None
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if storage_spec.startswith("sqlite") and workers > 1:
+        open_storage(storage_spec, workers)  # refuses, before anything is written
     dataset = tl_data.load(config.data.dataset, target=config.data.target, task=config.data.task)
     if split_path.is_file():
         split = tl_data.Split.load(split_path)
+        _check_same_study(config, run_dir / "config.yaml")
         echo(f"resuming the study in {run_dir}")
     else:
         s = config.data.split
@@ -399,6 +409,7 @@ def tune(
         )
         if len(split.val) == 0:
             raise ConfigError("data.split.val: tuning needs a validation split (> 0)")
+        run_dir.mkdir(parents=True, exist_ok=True)  # every check passed
         split.save(split_path)
     save_config(config, run_dir / "config.yaml")
     echo(f"study directory: {run_dir}")
@@ -455,6 +466,24 @@ def tune(
         _run_workers(args, workers, study, trials, echo, progress)
 
     return _finish(config, study, split, run_dir, metric, direction, quiet, echo)
+
+
+def _check_same_study(config: Config, saved: Path) -> None:
+    """A resumed study must search the same problem: only how long it runs may change."""
+    if not saved.is_file():
+        return
+    old = load_config(saved)
+
+    def essence(c: Config) -> dict:
+        data = config_dict(c)
+        data["tune"] = {k: v for k, v in data["tune"].items() if k not in ("trials", "timeout")}
+        return data
+
+    if essence(old) != essence(config):
+        raise TuneError(
+            f"{saved.parent} holds a study of another config; resume it with the config it "
+            "was started with (tune.trials and tune.timeout may change), or give another --out"
+        )
 
 
 def _joined_split(store: Any, study_name: str, split_path: Path) -> Any:
