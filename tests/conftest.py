@@ -48,3 +48,17 @@ def postgres_db(postgres_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run the CLI in-process: ``code, out, err = run_cli("fit", CONFIG, ...)``."""
+    from trainlab.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(argv))
+        out, err = capsys.readouterr()
+        return exit_info.value.code, out, err
+
+    return run

@@ -8,28 +8,20 @@ import sys
 import pytest
 
 import trainlab
-from trainlab.cli import main
 
 
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
-
-
-def test_version_prints_the_package_version(capsys):
-    code, out, _ = _run(capsys, "--version")
+def test_version_prints_the_package_version(run_cli):
+    code, out, _ = run_cli("--version")
     assert code == 0 and out.strip() == f"trainlab {trainlab.__version__}"
 
 
-def test_help_lists_the_commands(capsys):
-    code, out, _ = _run(capsys, "--help")
+def test_help_lists_the_commands(run_cli):
+    code, out, _ = run_cli("--help")
     assert code == 0 and "demo" in out and "Usage" in out
 
 
-def test_bare_command_prints_help_and_succeeds(capsys):
-    code, out, _ = _run(capsys)
+def test_bare_command_prints_help_and_succeeds(run_cli):
+    code, out, _ = run_cli()
     assert code == 0 and "demo" in out
 
 
@@ -42,15 +34,15 @@ def test_bare_command_prints_help_and_succeeds(capsys):
         (["demo", "--bogus"], "--bogus"),
     ],
 )
-def test_user_errors_are_one_line_naming_the_culprit_with_exit_2(capsys, argv, culprit):
-    code, out, err = _run(capsys, *argv)
+def test_user_errors_are_one_line_naming_the_culprit_with_exit_2(run_cli, argv, culprit):
+    code, out, err = run_cli(*argv)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("trainlab: error:") and culprit in err
     assert "Traceback" not in err + out
 
 
-def test_demo_shows_momentum_beating_sgd_on_the_valley(capsys):
-    code, out, _ = _run(capsys, "demo", "--max-steps", "400")
+def test_demo_shows_momentum_beating_sgd_on_the_valley(run_cli):
+    code, out, _ = run_cli("demo", "--max-steps", "400")
     assert code == 0
     rows = {line.split()[0]: line for line in out.splitlines() if line[:4] in ("sgd ", "mome")}
     assert set(rows) == {"sgd", "momentum"}
@@ -66,10 +58,10 @@ def test_python_dash_m_runs_the_cli():
     assert result.returncode == 0 and result.stdout.startswith("trainlab ")
 
 
-def test_datasets_lists_every_builtin_with_its_size(capsys):
+def test_datasets_lists_every_builtin_with_its_size(run_cli):
     from trainlab.data import BUILTINS
 
-    code, out, _ = _run(capsys, "datasets")
+    code, out, _ = run_cli("datasets")
     assert code == 0
     rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
     assert set(rows) == set(BUILTINS)

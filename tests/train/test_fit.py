@@ -8,24 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from trainlab.cli import main
 from trainlab.train import Checkpoint, load_checkpoint
 from trainlab.train.run import fit
 
 from tables import write_table_config, write_table_csv
 
 
-def _run_cli(capsys, *argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
-
-
-def test_fit_on_a_csv_writes_the_run_directory_and_a_summary(tmp_path, capsys):
+def test_fit_on_a_csv_writes_the_run_directory_and_a_summary(tmp_path, run_cli):
     config = write_table_config(tmp_path, write_table_csv(tmp_path))
     run_dir = tmp_path / "run"
-    code, out, err = _run_cli(capsys, "fit", str(config), "--out", str(run_dir), "--quiet")
+    code, out, err = run_cli("fit", str(config), "--out", str(run_dir), "--quiet")
     assert code == 0, err
     assert f"run directory: {run_dir}" in out and "test" in out
     names = {p.name for p in run_dir.iterdir()}
@@ -99,7 +91,7 @@ def test_two_epochs_kill_and_resume_equal_four_epochs_straight(tmp_path, monkeyp
     assert strip == strip2
 
 
-def test_fit_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
+def test_fit_errors_are_one_line_with_exit_status_2(tmp_path, run_cli):
     csv = write_table_csv(tmp_path)
     (tmp_path / "empty").mkdir()
     cases = [
@@ -113,24 +105,23 @@ def test_fit_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
         (["fit"], "CONFIG"),
     ]
     for argv, culprit in cases:
-        code, out, err = _run_cli(capsys, *argv, "--quiet")
+        code, out, err = run_cli(*argv, "--quiet")
         assert code == 2, (argv, err)
         assert err.count("\n") == 1 and culprit in err and "Traceback" not in err
 
 
-def test_an_existing_run_directory_is_not_overwritten(tmp_path, capsys):
+def test_an_existing_run_directory_is_not_overwritten(tmp_path, run_cli):
     config = write_table_config(tmp_path, write_table_csv(tmp_path))
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "precious.txt").write_text("keep me")
-    code, _, err = _run_cli(capsys, "fit", str(config), "--out", str(tmp_path / "run"))
+    code, _, err = run_cli("fit", str(config), "--out", str(tmp_path / "run"))
     assert code == 2 and "already exists" in err
     assert (tmp_path / "run" / "precious.txt").read_text() == "keep me"
 
 
-def test_a_diverging_run_stops_with_advice_and_exit_2(tmp_path, capsys):
+def test_a_diverging_run_stops_with_advice_and_exit_2(tmp_path, run_cli):
     config = write_table_config(tmp_path, write_table_csv(tmp_path))
-    code, _, err = _run_cli(
-        capsys,
+    code, _, err = run_cli(
         "fit",
         str(config),
         "--out",
@@ -144,11 +135,11 @@ def test_a_diverging_run_stops_with_advice_and_exit_2(tmp_path, capsys):
         "--quiet",
     )
     assert code == 2 and "learning rate is probably too high" in err
-    code, out, _ = _run_cli(capsys, "diagnose", str(tmp_path / "run"))
+    code, out, _ = run_cli("diagnose", str(tmp_path / "run"))
     assert code == 0 and "diverged" in out
 
 
-def test_problems_found_while_building_leave_no_run_directory(tmp_path, capsys):
+def test_problems_found_while_building_leave_no_run_directory(tmp_path, run_cli):
     config = write_table_config(tmp_path, write_table_csv(tmp_path))
     cases = [
         (["--set", "model.norm=instance"], "model: "),
@@ -160,20 +151,18 @@ def test_problems_found_while_building_leave_no_run_directory(tmp_path, capsys):
     ]
     for extra, culprit in cases:
         out = tmp_path / "never"
-        code, _, err = _run_cli(capsys, "fit", str(config), "--out", str(out), *extra)
+        code, _, err = run_cli("fit", str(config), "--out", str(out), *extra)
         assert code == 2 and culprit in err and err.count("\n") == 1, err
         assert not out.exists()
 
 
-def test_resume_refuses_to_change_what_is_trained(tmp_path, capsys):
+def test_resume_refuses_to_change_what_is_trained(tmp_path, run_cli):
     config = write_table_config(tmp_path, write_table_csv(tmp_path))
     fit(config, out=tmp_path / "run", quiet=True, echo=lambda s: None)
-    code, _, err = _run_cli(
-        capsys, "fit", "--resume", str(tmp_path / "run"), "--set", "optimizer.lr=0.001"
-    )
+    code, _, err = run_cli("fit", "--resume", str(tmp_path / "run"), "--set", "optimizer.lr=0.001")
     assert code == 2 and "--set optimizer.lr: a resumed run continues as it was configured" in err
-    code, out, _ = _run_cli(
-        capsys, "fit", "--resume", str(tmp_path / "run"), "--set", "train.epochs=6", "--quiet"
+    code, out, _ = run_cli(
+        "fit", "--resume", str(tmp_path / "run"), "--set", "train.epochs=6", "--quiet"
     )
     assert code == 0 and "resuming after epoch 4 of 6" in out
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

@@ -46,6 +46,29 @@ def _trials(run_dir):
         return list(csv.DictReader(f))
 
 
+def _start_coordinator(config, run_dir, *extra: str) -> subprocess.Popen:
+    """`trainlab tune CONFIG --workers 2` in a process of its own, as a user starts it."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trainlab",
+            "tune",
+            str(config),
+            "--out",
+            str(run_dir),
+            "--workers",
+            "2",
+            *extra,
+            "--quiet",
+        ],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def _kill_a_worker_mid_trial(coordinator, study_name, storage) -> int | None:
     """SIGKILL the worker process of the first running trial seen; return its number."""
     deadline = time.monotonic() + 120
@@ -116,25 +139,7 @@ def test_two_workers_on_the_journal_record_every_trial_once(tmp_path):
 def test_a_worker_killed_mid_trial_has_its_trial_retried(tmp_path):
     config = _config(tmp_path, trials=6, epochs=60)
     run_dir = tmp_path / "study"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    coordinator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trainlab",
-            "tune",
-            str(config),
-            "--out",
-            str(run_dir),
-            "--workers",
-            "2",
-            "--quiet",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    coordinator = _start_coordinator(config, run_dir)
     journal = run_dir / study_module.STORAGE_FILE
 
     def storage():
@@ -211,27 +216,7 @@ def test_a_worker_killed_mid_trial_on_postgresql_is_retried_and_the_study_resume
 ):
     config = _config(tmp_path, trials=5, epochs=60)
     run_dir = tmp_path / "study"
-    coordinator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trainlab",
-            "tune",
-            str(config),
-            "--out",
-            str(run_dir),
-            "--workers",
-            "2",
-            "--storage",
-            postgres_db,
-            "--study",
-            "pg",
-            "--quiet",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    coordinator = _start_coordinator(config, run_dir, "--storage", postgres_db, "--study", "pg")
     killed = _kill_a_worker_mid_trial(coordinator, "pg", lambda: postgres_db)
     assert killed is not None, "no running trial was seen"
     out, err = coordinator.communicate(timeout=300)

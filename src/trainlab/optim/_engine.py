@@ -220,7 +220,6 @@ class Optimizer(torch.optim.Optimizer):
         name = type(self).__name__
         if convention is not None:
             _check_choice(name, "convention", convention, CONVENTIONS)
-        _check_choice(name, "impl", impl, IMPLEMENTATIONS)
         defaults = dict(self.DEFAULTS)
         if convention is not None:
             defaults.update(self.CONVENTIONS.get(convention, {}))
