@@ -3,12 +3,16 @@
 What is measured
 ----------------
 One ``optimizer.step()`` on float32 CPU parameters whose gradients were filled once with
-random values (no forward or backward pass is timed). For every parameter layout given by
+random values (no forward or backward pass is timed). With ``--fresh-grads`` each step is
+preceded by ``p.grad = g`` for every parameter, with a tensor other than the last step's
+(two sets of equal values, alternating): a stand-in for a loop with
+``zero_grad(set_to_none=True)``, where backward hands over new gradient tensors that
+``impl="flat"`` must copy into its buffer. For every parameter layout given by
 ``--sizes`` (default ``10x1M`` = 10 tensors of 2**20 elements, and ``1000x1K`` = 1000
 tensors of 2**10 elements; ``K`` = 1024, ``M`` = 1024**2):
 
 * trainlab ``SGD`` (momentum 0.9), ``RMSProp``, ``Adam``, ``AdamW``, each with
-  ``impl="reference"``, ``"foreach"`` and ``"auto"``;
+  ``impl="reference"``, ``"foreach"``, ``"flat"`` and ``"auto"`` (which is ``flat``);
 * ``torch.optim`` ``SGD`` (momentum 0.9), ``RMSprop``, ``Adam``, ``AdamW``, each as
   ``forloop`` (``foreach=False``), ``foreach`` (``foreach=True``) and ``fused``
   (``fused=True``) where torch offers a fused kernel on the CPU. That is probed at run
@@ -20,11 +24,15 @@ the plain update: no Nesterov, no centering, no AMSGrad. Each has its own parame
 Method
 ------
 Everything runs in one process. Each optimizer takes a few warm-up steps (the first step
-allocates the state), then a calibration sets ``N``, the number of steps one repeat times,
-so that a repeat lasts about ``--target-ms``. Then come ``--rounds`` rounds; in each round
-every optimizer of the layout times ``N`` consecutive steps with ``time.perf_counter``, one
-optimizer after the other (interleaved, so a slow spell of a noisy machine hits all of them
-alike). The figure reported is the median over the rounds of (repeat time / N).
+allocates the state; with ``impl="flat"`` it also moves the parameters, gradients and
+state into flat buffers, and the second compiles the kernel for a bucket of at least
+``trainlab.optim.flat.COMPILE_MIN_NUMEL`` elements: the first three steps are timed
+together and reported, never counted in ms/step), then a calibration sets ``N``, the
+number of steps one repeat times, so that a repeat lasts about ``--target-ms``. Then
+come ``--rounds`` rounds; in each round every optimizer of the layout times ``N``
+consecutive steps with ``time.perf_counter``, one optimizer after the other (interleaved,
+so a slow spell of a noisy machine hits all of them alike). The figure reported is the
+median over the rounds of (repeat time / N).
 
 A stream triad ``a = b + s·c`` (``torch.add(b, c, alpha=s, out=a)``, 12 bytes per element:
 read b and c, write a) is timed in the same rounds, twice: on three float32 arrays of
@@ -48,8 +56,15 @@ and AdamW read p, g, m, v and write p, m, v (7 × 4 bytes). Compare it with the 
 GB/s: an implementation near the triad of its layout is bound by memory; one far below it
 loses time to extra passes over memory, temporaries or per-tensor overhead.
 
-Run ``python bench/optim_step.py`` (about a minute on 2 cores), ``--quick`` for a smoke
-test, ``--json PATH`` to save the results.
+Targets (issue 9)
+-----------------
+``speed-up`` = the baseline's ms/step ÷ trainlab ``flat``'s. On 1000×1K: SGD-momentum and
+Adam ≥ 3 (against torch fused), RMSProp ≥ 2 (against torch foreach); on 10×1M:
+SGD-momentum and Adam ≥ 1, RMSProp ≥ 2. The report ends with each one, met or missed,
+and flat's GB/s as a fraction of the triad of its layout.
+
+Run ``python bench/optim_step.py`` (about a minute and a half on 2 cores), ``--quick``
+for a smoke test, ``--json PATH`` to save the results.
 """
 
 from __future__ import annotations
@@ -83,14 +98,24 @@ OPTIMIZERS: dict[str, tuple[type, dict, type, dict, int]] = {
     "Adam": (tl.Adam, {}, torch.optim.Adam, {}, 7),
     "AdamW": (tl.AdamW, {}, torch.optim.AdamW, {}, 7),
 }
-TRAINLAB_IMPLS = ("reference", "foreach", "auto")
+TRAINLAB_IMPLS = ("reference", "foreach", "flat", "auto")
 TORCH_IMPL_KWARGS = {
     "forloop": {"foreach": False},
     "foreach": {"foreach": True},
     "fused": {"fused": True},
 }
 DEFAULT_SIZES = "10x1M,1000x1K"
+#: (layout, optimizer) → the speed-up of trainlab flat over the baseline that issue 9 asks for.
+TARGETS = {
+    ("1000x1K", "SGD-momentum"): 3.0,
+    ("1000x1K", "Adam"): 3.0,
+    ("1000x1K", "RMSProp"): 2.0,
+    ("10x1M", "SGD-momentum"): 1.0,
+    ("10x1M", "Adam"): 1.0,
+    ("10x1M", "RMSProp"): 2.0,
+}
 SUFFIXES = {"": 1, "K": 1024, "M": 1024**2}
+FIRST_STEPS = 3  # timed apart: they include one-time costs (flat: the compile)
 
 
 @dataclass
@@ -105,6 +130,8 @@ class Case:
     run: Callable[[], object] | None = field(repr=False)
     steps: int = 1
     samples_ms: list[float] = field(default_factory=list)
+    #: the first FIRST_STEPS steps (state allocation; flat: layout, then the compile)
+    first_s: float = 0.0
 
 
 # --- set-up ------------------------------------------------------------------------------
@@ -149,7 +176,29 @@ def baseline_impl(cls: type) -> str:
     return "fused" if "fused" in torch_impls(cls) else "foreach"
 
 
-def optimizer_cases(size: str, n_tensors: int, numel: int, seed: int) -> list[Case]:
+def fresh_grads_step(opt, params: list[torch.Tensor]) -> Callable[[], object]:
+    """A step preceded by giving every parameter a gradient tensor other than last step's.
+
+    As after ``zero_grad(set_to_none=True)`` and backward, which make new gradient tensors
+    at every step: trainlab's ``flat`` then copies them into its flat buffer. The tensors
+    alternate between two sets with the same values, so every step computes the same
+    thing; every implementation pays the same assignments.
+    """
+    pools = [[p.grad for p in params], [p.grad.clone() for p in params]]
+    turn = [0]
+
+    def run():
+        turn[0] ^= 1
+        for p, g in zip(params, pools[turn[0]]):
+            p.grad = g
+        return opt.step()
+
+    return run
+
+
+def optimizer_cases(
+    size: str, n_tensors: int, numel: int, seed: int, fresh_grads: bool = False
+) -> list[Case]:
     """Every optimizer × implementation on one layout, each with its own parameters."""
     cases = []
     for name, (tl_cls, tl_kw, t_cls, t_kw, passes) in OPTIMIZERS.items():
@@ -160,8 +209,10 @@ def optimizer_cases(size: str, n_tensors: int, numel: int, seed: int) -> list[Ca
         ]
         for lib, impl, cls, kwargs in variants:
             seed += 1
-            opt = cls(make_params(n_tensors, numel, seed), lr=LR, **kwargs)
-            cases.append(Case(size, name, lib, impl, nbytes, opt.step))
+            params = make_params(n_tensors, numel, seed)
+            opt = cls(params, lr=LR, **kwargs)
+            run = fresh_grads_step(opt, params) if fresh_grads else opt.step
+            cases.append(Case(size, name, lib, impl, nbytes, run))
     return cases
 
 
@@ -188,7 +239,8 @@ def time_steps(run: Callable[[], object], steps: int) -> float:
 def calibrate(case: Case, args: argparse.Namespace) -> None:
     """Warm up (``args.warmup`` steps, cut short past 10 repeats' time), then choose how
     many steps one repeat times (about ``args.target_ms``)."""
-    start, done = time.perf_counter(), 0
+    case.first_s = time_steps(case.run, FIRST_STEPS)
+    start, done = time.perf_counter(), FIRST_STEPS
     while done < args.warmup and (done < 2 or time.perf_counter() - start < args.target_ms / 100):
         case.run()
         done += 1
@@ -238,7 +290,7 @@ def add_ratios(rows: list[dict]) -> None:
 
 
 def auto_check(rows: list[dict]) -> list[dict]:
-    """Per layout and optimizer: trainlab auto's time against its faster of reference/foreach."""
+    """Per layout and optimizer: trainlab auto's time against the fastest other impl."""
     out = []
     for size in dict.fromkeys(r["size"] for r in rows if r["optimizer"] in OPTIMIZERS):
         for name in OPTIMIZERS:
@@ -247,7 +299,7 @@ def auto_check(rows: list[dict]) -> list[dict]:
                 for r in rows
                 if r["size"] == size and r["optimizer"] == name and r["lib"] == "trainlab"
             }
-            best = min(("reference", "foreach"), key=ms.__getitem__)
+            best = min(TRAINLAB_IMPLS[:-1], key=ms.__getitem__)
             out.append(
                 {
                     "size": size,
@@ -255,6 +307,30 @@ def auto_check(rows: list[dict]) -> list[dict]:
                     "faster": best,
                     "auto_over_faster": ms["auto"] / ms[best],
                     **{k: ms[k] for k in TRAINLAB_IMPLS},
+                }
+            )
+    return out
+
+
+def target_check(rows: list[dict], triads: list[dict]) -> list[dict]:
+    """Per layout and optimizer: trainlab flat's speed-up over the baseline, and its target."""
+    triad = {t["size"]: t["gbps"] for t in triads}
+    out = []
+    for r in rows:
+        if r["lib"] == "trainlab" and r["impl"] == "flat":
+            target = TARGETS.get((r["size"], r["optimizer"]))
+            speedup = 1 / r["ratio"]
+            out.append(
+                {
+                    "size": r["size"],
+                    "optimizer": r["optimizer"],
+                    "baseline": r["baseline"],
+                    "speedup": speedup,
+                    "target": target,
+                    "met": None if target is None else speedup >= target,
+                    "gbps": r["gbps"],
+                    "of_triad": r["gbps"] / triad[r["size"]],
+                    "first_s": r["first_s"],
                 }
             )
     return out
@@ -295,6 +371,16 @@ def format_check(c: dict) -> str:
     return f"  {c['size']:<9} {c['optimizer']:<13} {times} ms  → {verdict}"
 
 
+def format_target(c: dict) -> str:
+    verdict = "" if c["target"] is None else f"target ≥ {c['target']:g}: "
+    verdict += "" if c["met"] is None else ("met" if c["met"] else "MISSED")
+    return (
+        f"  {c['size']:<9} {c['optimizer']:<13} {c['speedup']:5.2f}× {c['baseline']:<14}"
+        f" {c['gbps']:6.1f} GB/s = {c['of_triad']:4.0%} of the triad   first {FIRST_STEPS}"
+        f" steps {c['first_s']:6.2f} s   {verdict}"
+    )
+
+
 def print_report(results: dict, file=sys.stdout) -> None:
     """The machine, the results table, the triads and the auto check, as plain text."""
     m = results["machine"]
@@ -306,9 +392,17 @@ def print_report(results: dict, file=sys.stdout) -> None:
     print("\nstream triad a = b + s·c (3 arrays):", file=file)
     for t in results["triads"]:
         print(f"  {t['size']:<9} {t['impl']:>10} per array  {t['gbps']:6.1f} GB/s", file=file)
-    print("\ntrainlab impl='auto' against the faster of reference and foreach:", file=file)
+    print("\ntrainlab impl='auto' against the fastest of the others:", file=file)
     for c in results["auto_check"]:
         print(format_check(c), file=file)
+    print(
+        "\ntrainlab impl='flat': speed-up over the baseline (baseline ms ÷ flat ms), GB/s"
+        " against the triad on arrays of the layout's size, time of the first steps (flat"
+        " layout; compile where the bucket is large):",
+        file=file,
+    )
+    for c in results["targets"]:
+        print(format_target(c), file=file)
     others = m["other_processes_cores"]
     print(f"\n{results['wall_s']:.0f} s", end="", file=file)
     if others is not None:
@@ -342,6 +436,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--budget-s", type=float, help="stop a layout's rounds (after 3) past this")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--fresh-grads",
+        action="store_true",
+        help="before each step, give every parameter its gradient tensor again (as backward"
+        " does after zero_grad(set_to_none=True)): flat then copies them into its buffer",
+    )
     args = ap.parse_args(argv)
     quick = args.quick
     args.rounds = args.rounds or (3 if quick else 11)
@@ -363,7 +463,9 @@ def run_benchmark(args: argparse.Namespace) -> tuple[list[Case], list[Case]]:
     done, triads = [], [big]
     for i, text in enumerate(args.sizes.split(",")):
         n_tensors, numel = parse_size(text)
-        cases = optimizer_cases(text.strip(), n_tensors, numel, seed=args.seed + 1000 * i)
+        cases = optimizer_cases(
+            text.strip(), n_tensors, numel, seed=args.seed + 1000 * i, fresh_grads=args.fresh_grads
+        )
         triads.append(triad_case(text.strip(), n_tensors * numel))
         measure([*cases, big, triads[-1]], args)
         done += [replace(c, run=None) for c in cases]  # frees the parameters and state
@@ -409,6 +511,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "triad": row(triads[0]),
         "triads": [row(t) for t in triads],
         "auto_check": auto_check(rows),
+        "targets": target_check(rows, [row(t) for t in triads[1:]]),
         "wall_s": wall,
     }
     print_report(results)

@@ -347,7 +347,7 @@ BAD = [
         dict(convention="tensorflow"),
         r"convention must be one of 'lecture', 'torch', 'keras', 'optax'; got 'tensorflow'",
     ),
-    (optim.Adam, dict(impl="cuda"), r"impl must be one of 'reference', 'foreach', 'auto'"),
+    (optim.Adam, dict(impl="cuda"), r"impl must be one of 'reference', 'foreach', 'flat', 'auto'"),
 ]
 
 

@@ -4,7 +4,9 @@ Each optimizer states its update equation in its docstring and is a
 ``torch.optim.Optimizer``: param groups, ``state_dict``, torch LR schedulers, closures.
 ``convention="lecture" | "torch" | "keras" | "optax"`` sets every switch and default
 as that framework does, so a run from another framework can be reproduced step for
-step; ``impl="reference" | "foreach" | "auto"`` chooses how the one equation is applied.
+step; ``impl="auto" | "flat" | "reference" | "foreach"`` chooses how the one equation is
+applied (``auto`` is ``flat``: one contiguous buffer per param group, see
+:mod:`trainlab.optim.flat`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from . import schedule
+from . import flat, schedule
 from ._engine import CONVENTIONS, IMPLEMENTATIONS, Optimizer, TensorList
 from .adam import Adam, AdamW
 from .rmsprop import RMSProp
@@ -30,6 +32,7 @@ __all__ = [
     "NAMES",
     "CLASSES",
     "create",
+    "flat",
     "schedule",
 ]
 

@@ -14,9 +14,10 @@ that and calls the same ``update``:
 * ``"reference"`` calls it once per parameter tensor;
 * ``"foreach"`` calls it once per (device, dtype, step) bucket, on :class:`TensorList`
   objects whose methods dispatch to torch's multi-tensor ``torch._foreach_*`` kernels;
-* a ``"flat"`` implementation only has to call it once on one contiguous buffer per
-  bucket (parameters, gradients and state as views of it): it is registered in
-  :data:`IMPLEMENTATIONS` like the two above, and no equation changes.
+* ``"flat"`` (``flat.py``) calls it once per (param group, device, dtype) on one
+  contiguous buffer each of parameters, gradients and state (the per-tensor objects
+  become views of them), eagerly or as one ``torch.compile``'d kernel whose methods come
+  from :class:`~trainlab.optim.flat.KernelTensor`. No equation changes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
+
+from ._precision import LOW_PRECISION, state_dtype
+from .flat import step_flat, zero_flat_grads
 
 __all__ = ["Optimizer", "TensorList", "CONVENTIONS", "IMPLEMENTATIONS"]
 
@@ -117,23 +121,25 @@ class TensorList:
 
 
 def maximum_(a: Any, b: Any) -> Any:
-    """``a ← max(a, b)`` element-wise, in place, for a tensor or a :class:`TensorList`."""
-    if isinstance(a, TensorList):
+    """``a ← max(a, b)`` element-wise, in place, for a tensor, a :class:`TensorList` or a
+    :class:`~trainlab.optim.flat.KernelTensor`."""
+    if not isinstance(a, torch.Tensor):
         return a.maximum_(b)
     return torch.maximum(a, b, out=a)
 
 
 # --- implementations ----------------------------------------------------------------------
-# Each takes the optimizer, a group, and the parameters of that group that have a
-# gradient, with their gradients and state dicts (step already advanced).
+# Each takes the optimizer and one param group, and steps the group's parameters that
+# have a gradient (``reference`` and ``foreach`` through :meth:`Optimizer._gather`).
 
 
-def _step_reference(opt: Optimizer, group: dict, params: list, grads: list, states: list):
-    for p, g, state in zip(params, grads, states):
+def _step_reference(opt: Optimizer, group: dict):
+    for p, g, state in zip(*opt._gather(group)):
         opt.update(p, g, state, group, state["step"])
 
 
-def _step_foreach(opt: Optimizer, group: dict, params: list, grads: list, states: list):
+def _step_foreach(opt: Optimizer, group: dict):
+    params, grads, states = opt._gather(group)
     buckets: dict[tuple, list[int]] = {}
     for i, (p, state) in enumerate(zip(params, states)):
         buckets.setdefault((p.device, p.dtype, state["step"]), []).append(i)
@@ -149,24 +155,14 @@ def _step_foreach(opt: Optimizer, group: dict, params: list, grads: list, states
         )
 
 
-#: On a CPU, foreach wins while per-tensor overhead dominates (small tensors) and loses
-#: once tensors are large enough for its extra temporaries to cost memory bandwidth:
-#: measured (docs/performance.md) foreach 1.6–1.8× faster at 1K elements a tensor,
-#: reference 2–2.7× faster at 64K and up for RMSProp/Adam.
-AUTO_FOREACH_MAX_MEAN_NUMEL = 16_384
-
-
-def _step_auto(opt: Optimizer, group: dict, params: list, grads: list, states: list):
-    small = sum(p.numel() for p in params) <= AUTO_FOREACH_MAX_MEAN_NUMEL * len(params)
-    accelerator = any(p.device.type != "cpu" for p in params)
-    (_step_foreach if small or accelerator else _step_reference)(opt, group, params, grads, states)
-
-
 #: ``impl=`` name → how the equation is applied to a group. A new layout registers here.
-IMPLEMENTATIONS: dict[str, Callable[..., None]] = {
+#: ``"auto"`` is ``"flat"``: it applies to every group trainlab accepts (any device and
+#: float dtype) and was the fastest on every layout measured (docs/performance.md).
+IMPLEMENTATIONS: dict[str, Callable[[Optimizer, dict], None]] = {
     "reference": _step_reference,
     "foreach": _step_foreach,
-    "auto": _step_auto,
+    "flat": step_flat,
+    "auto": step_flat,
 }
 
 
@@ -227,6 +223,7 @@ class Optimizer(torch.optim.Optimizer):
         defaults.update({k: v for k, v in given.items() if v is not None})
         defaults["impl"] = impl
         self.convention = convention
+        self._flat: dict[int, Any] = {}  # impl="flat": id(group) → its buffers (flat.py)
         self._validate(defaults)
         super().__init__(params, defaults)
 
@@ -269,6 +266,11 @@ class Optimizer(torch.optim.Optimizer):
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
+        # load_state_dict lands here with new state tensors: flat buffers are rebuilt from
+        # them at the next step. (Unpickled or deep-copied, the object has no attributes
+        # but torch's: restore trainlab's.)
+        self._flat = {}
+        self.__dict__.setdefault("convention", None)
         # A state dict saved by another optimizer (e.g. torch.optim.Adam) lacks trainlab's
         # switches: fill them from this optimizer's defaults. torch keeps steps as tensors.
         own = {**self.DEFAULTS, "impl": self.defaults.get("impl", "auto")}
@@ -293,22 +295,29 @@ class Optimizer(torch.optim.Optimizer):
         raise NotImplementedError
 
     # The step ---------------------------------------------------------------------------
+    def _check_grad(self, p: torch.Tensor, g: torch.Tensor) -> None:
+        if g.is_sparse:
+            raise RuntimeError(
+                f"{type(self).__name__} does not support sparse gradients (parameter of "
+                f"shape {tuple(p.shape)}); use torch.optim.SparseAdam or dense gradients"
+            )
+        if torch.is_complex(g):
+            raise RuntimeError(
+                f"{type(self).__name__} does not support complex gradients "
+                f"(parameter of shape {tuple(p.shape)})"
+            )
+
     def _gather(self, group: dict) -> tuple[list, list, list]:
+        """The group's parameters with a gradient, their gradients and state dicts, each
+        state completed with its keys and its step advanced (per tensor)."""
+        # State this adds is not in a flat layout of the group: rebuild one if flat runs again.
+        self._flat.pop(id(group), None)
         params, grads, states = [], [], []
         for p in group["params"]:
             if p.grad is None:
                 continue
             g = p.grad
-            if g.is_sparse:
-                raise RuntimeError(
-                    f"{type(self).__name__} does not support sparse gradients (parameter of "
-                    f"shape {tuple(p.shape)}); use torch.optim.SparseAdam or dense gradients"
-                )
-            if torch.is_complex(g):
-                raise RuntimeError(
-                    f"{type(self).__name__} does not support complex gradients "
-                    f"(parameter of shape {tuple(p.shape)})"
-                )
+            self._check_grad(p, g)
             state = self.state[p]
             if "step" not in state:
                 # new; or loaded from torch.optim.SGD, which keeps no step count (a
@@ -331,12 +340,47 @@ class Optimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params, grads, states = self._gather(group)
-            if params:
-                IMPLEMENTATIONS[group["impl"]](self, group, params, grads, states)
+            IMPLEMENTATIONS[group["impl"]](self, group)
         return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state saved by :meth:`state_dict` (or by a torch optimizer).
+
+        torch casts each state tensor to its parameter's dtype; the state of a float16 or
+        bfloat16 parameter is float32 here (``_precision.py``), and is restored as saved.
+        """
+        super().load_state_dict(state_dict)
+        saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+        params = [p for group in self.param_groups for p in group["params"]]
+        for saved_id, p in zip(saved_ids, params):
+            if p.dtype not in LOW_PRECISION or saved_id not in state_dict["state"]:
+                continue
+            for key, value in state_dict["state"][saved_id].items():
+                if key != "step" and torch.is_tensor(value) and value.is_floating_point():
+                    self.state[p][key] = value.to(device=p.device, dtype=torch.float32)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients, as :meth:`torch.optim.Optimizer.zero_grad` does.
+
+        With ``set_to_none=False`` and ``impl="flat"``, each flat gradient buffer is zeroed
+        in one pass and the gradients stay its views, so that backward accumulates into it
+        and the next step copies nothing.
+        """
+        if set_to_none or not self._flat:
+            super().zero_grad(set_to_none)
+            return
+        done = zero_flat_grads(self)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and id(p) not in done:
+                    if p.grad.grad_fn is not None:
+                        p.grad.detach_()
+                    else:
+                        p.grad.requires_grad_(False)
+                    p.grad.zero_()
 
 
 def zeros_like(p: torch.Tensor) -> torch.Tensor:
-    """A state tensor for ``p``: zeros of its shape, dtype, device and memory format."""
-    return torch.zeros_like(p, memory_format=torch.preserve_format)
+    """A state tensor for ``p``: zeros of its shape, device and memory format, in float32
+    for a float16/bfloat16 ``p`` (``_precision.py``), else in ``p``'s dtype."""
+    return torch.zeros_like(p, dtype=state_dtype(p.dtype), memory_format=torch.preserve_format)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import torch
+
 from ._engine import Optimizer, maximum_
+from ._precision import in_float32
 
 __all__ = ["Adam", "AdamW"]
 
@@ -49,7 +52,7 @@ class Adam(Optimizer):
         The lecture: no bias correction; torch: trainlab's defaults; Keras:
         ``eps=1e-7, eps_hat, decoupled``; optax: ``amsgrad_corrected_max``.
         Explicit arguments win.
-    impl : {"auto", "reference", "foreach"}
+    impl : {"auto", "flat", "reference", "foreach"}
 
     State per parameter: ``exp_avg`` (m), ``exp_avg_sq`` (s), ``max_exp_avg_sq``
     (AMSGrad), ``step`` — torch's names, so a ``torch.optim.Adam`` state dict loads.
@@ -114,6 +117,7 @@ class Adam(Optimizer):
     def state_keys(self, group: dict) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
 
+    @in_float32
     def update(self, p, g, state: dict, group: dict, step: int) -> None:
         lr, (beta1, beta2), eps, wd = (
             group["lr"],
@@ -140,15 +144,20 @@ class Adam(Optimizer):
             else:
                 s = maximum_(s_max, s)  # s_max ← max(s_max, s)
         if group["eps_hat"]:
-            step_size = lr * math.sqrt(c2) / c1  # α = lr·√(1−β₂ᵗ)/(1−β₁ᵗ)
+            step_size = lr * _sqrt(c2) / c1  # α = lr·√(1−β₂ᵗ)/(1−β₁ᵗ)
             d = s.add(eps).sqrt_() if group["eps_in_sqrt"] else s.sqrt().add_(eps)
         else:
             step_size = lr / c1
             if group["eps_in_sqrt"]:
                 d = s.div(c2).add_(eps).sqrt_()  # d = √(ŝ + ε)
             else:
-                d = s.sqrt().div_(math.sqrt(c2)).add_(eps)  # d = √ŝ + ε
+                d = s.sqrt().div_(_sqrt(c2)).add_(eps)  # d = √ŝ + ε
         p.addcdiv_(m, d, value=-step_size)  # w ← w − step·m ⊘ d
+
+
+def _sqrt(x):
+    """√x of a number, or of a tensor of per-model values (trainlab.sweep's β₂ column)."""
+    return x.sqrt() if isinstance(x, torch.Tensor) else math.sqrt(x)
 
 
 class AdamW(Adam):

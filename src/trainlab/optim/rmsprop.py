@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable
 
 from ._engine import Optimizer
+from ._precision import in_float32
 
 __all__ = ["RMSProp"]
 
@@ -48,7 +49,7 @@ class RMSProp(Optimizer):
         decoupled``; optax: ``eps_in_sqrt, lr_in_buffer`` (its chain scales by
         the learning rate before the momentum trace); the lecture: trainlab's defaults.
         Explicit arguments win.
-    impl : {"auto", "reference", "foreach"}
+    impl : {"auto", "flat", "reference", "foreach"}
 
     State per parameter: ``square_avg`` (s), ``grad_avg`` (ḡ, centered),
     ``momentum_buffer`` (b, momentum), ``step`` — torch's names.
@@ -115,6 +116,7 @@ class RMSProp(Optimizer):
             + (("momentum_buffer",) if group["momentum"] else ())
         )
 
+    @in_float32
     def update(self, p, g, state: dict, group: dict, step: int) -> None:
         lr, rho, eps, wd = group["lr"], group["rho"], group["eps"], group["weight_decay"]
         if wd:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._engine import Optimizer
+from ._precision import in_float32
 
 __all__ = ["SGD"]
 
@@ -48,7 +49,7 @@ class SGD(Optimizer):
         Sets every switch and default as that framework does; arguments given
         explicitly still win. ``"keras"``: ``lr_in_buffer=True, decoupled=True``; the
         others equal trainlab's defaults.
-    impl : {"auto", "reference", "foreach"}
+    impl : {"auto", "flat", "reference", "foreach"}
         How the equation is applied (see :mod:`trainlab.optim`); same results.
 
     State per parameter: ``momentum_buffer`` (torch's name, so a ``torch.optim.SGD``
@@ -114,6 +115,7 @@ class SGD(Optimizer):
     def state_keys(self, group: dict) -> tuple[str, ...]:
         return ("momentum_buffer",) if group["momentum"] else ()
 
+    @in_float32
     def update(self, p, g, state: dict, group: dict, step: int) -> None:
         lr, rho, wd = group["lr"], group["momentum"], group["weight_decay"]
         if wd:
