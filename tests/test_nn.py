@@ -327,7 +327,7 @@ def test_norm_layer_passes_options_and_picks_groups() -> None:
 
 
 def test_norm_layer_with_an_unknown_kind_or_dim_raises_listing_the_choices() -> None:
-    with pytest.raises(ValueError, match="none, batch, layer, instance, group"):
+    with pytest.raises(ValueError, match="none, batch, sync_batch, layer, instance, group"):
         tnn.norm_layer("weight", 8)
     with pytest.raises(ValueError, match="dim must be 1"):
         tnn.norm_layer("batch", 8, dim=3)

@@ -6,7 +6,9 @@ The arithmetic runs in ``torch.nn.functional`` kernels (``F.dropout``, ``F.batch
 - :class:`Dropout` with ``mode="inverted"`` (torch's) or ``"scale_at_test"`` (the
   lecture's);
 - :class:`BatchNorm1d`, :class:`BatchNorm2d` with ``stats="running"`` (moving averages,
-  torch's) or ``"exact"`` (whole-training-set statistics from :func:`recalibrate`);
+  torch's) or ``"exact"`` (whole-training-set statistics from :func:`recalibrate`), and
+  ``sync=True`` for statistics over the global batch of all processes of a distributed
+  run (``norm: sync_batch``);
 - :class:`LayerNorm`, :class:`InstanceNorm1d`, :class:`InstanceNorm2d`,
   :class:`GroupNorm`, which use each sample's own statistics in training and eval alike;
 - :func:`norm_layer`, the factory the model builders call with a config's ``norm:``.
@@ -24,6 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -44,7 +47,7 @@ __all__ = [
 
 DROPOUT_MODES = ("inverted", "scale_at_test")
 BATCH_NORM_STATS = ("running", "exact")
-NORM_KINDS = ("none", "batch", "layer", "instance", "group")
+NORM_KINDS = ("none", "batch", "sync_batch", "layer", "instance", "group")
 
 
 def _check_choice(what: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -102,6 +105,23 @@ class Dropout(nn.Module):
         return f"p={self.p}, mode={self.mode!r}"
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Σ over the ranks, differentiable: the gradient of a sum is the sum of the ranks'
+    gradients, so the backward all-reduces too."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad)
+        return grad
+
+
 class _BatchNormStats:
     """What trainlab's batch norms add to torch's: ``stats``, and the forward that uses it.
 
@@ -117,6 +137,7 @@ class _BatchNormStats:
         affine: bool = True,
         *,
         stats: str = "running",
+        sync: bool = False,
         device: Any = None,
         dtype: Any = None,
     ) -> None:
@@ -131,7 +152,16 @@ class _BatchNormStats:
             raise ValueError(f"momentum must be in [0, 1] or None; got {momentum!r}")
         super().__init__(num_features, eps, momentum, affine, True, device, dtype)
         self.stats = stats
+        self.sync = bool(sync)
         self._has_exact_stats = False
+
+    def _synced(self) -> bool:
+        return (
+            self.sync
+            and dist.is_available()
+            and dist.is_initialized()
+            and (dist.get_world_size() > 1)
+        )
 
     def reset_running_stats(self) -> None:
         super().reset_running_stats()
@@ -142,13 +172,12 @@ class _BatchNormStats:
         if self.training:
             # The weights are being trained: exact statistics from before are stale.
             self._has_exact_stats = False
+            if self._synced():
+                return self._sync_forward(input)
             if self.stats == "exact":  # batch statistics; the buffers are left alone
                 return F.batch_norm(input, None, None, self.weight, self.bias, True, 0.0, self.eps)
             self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative average, as torch
-                factor = 1.0 / float(self.num_batches_tracked)
-            else:
-                factor = self.momentum
+            factor = self._factor()
             return F.batch_norm(
                 input,
                 self.running_mean,
@@ -176,13 +205,43 @@ class _BatchNormStats:
             self.eps,
         )
 
+    def _factor(self) -> float:
+        if self.momentum is None:  # cumulative average, as torch
+            return 1.0 / float(self.num_batches_tracked)
+        return self.momentum
+
+    def _sync_forward(self, x: torch.Tensor) -> torch.Tensor:
+        # μ and σ² over the samples (and positions) of every rank's batch: sums all-reduced
+        # with a differentiable all-reduce, whose backward all-reduces the gradients, so
+        # each rank's backward is that of batch norm over the global batch.
+        dims = [0, *range(2, x.dim())]
+        shape = (1, -1, *([1] * (x.dim() - 2)))
+        count = torch.full((1,), x.numel() // x.shape[1], dtype=x.dtype, device=x.device)
+        sums = _AllReduceSum.apply(torch.cat([x.sum(dims), count]))
+        n = sums[-1]
+        mean = sums[:-1] / n
+        centered = x - mean.view(shape)
+        var = _AllReduceSum.apply(centered.square().sum(dims)) / n
+        out = centered * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        if self.stats == "running":
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = self._factor()
+                unbiased = var.detach() * (n / (n - 1)) if n > 1 else var.detach()
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), factor)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
+        return out
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         if prefix + "running_mean" in state_dict:  # loaded statistics count as set
             self._has_exact_stats = True
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, stats={self.stats!r}"
+        sync = ", sync=True" if self.sync else ""
+        return f"{super().extra_repr()}, stats={self.stats!r}{sync}"
 
 
 _BATCH_NORM_DOC = """Batch normalization over {shape}: statistics per {unit}, over the batch{over}.
@@ -219,6 +278,12 @@ _BATCH_NORM_DOC = """Batch normalization over {shape}: statistics per {unit}, ov
         Learnable γ (``weight``, init 1) and β (``bias``, init 0). Default True.
     stats : {{"running", "exact"}}
         Which statistics eval uses (above). Default ``"running"``.
+    sync : bool
+        In a distributed run (a process group of more than one rank), take μ and σ² in
+        training over the global batch, the union of every rank's batch (sums all-reduced,
+        gradients too), so N processes compute what one process computes on the whole
+        batch; the moving averages then use the global N. Without a process group it is
+        plain batch norm. Default False; ``norm: sync_batch`` sets it.
 
     Raises
     ------
@@ -360,11 +425,28 @@ def recalibrate(model: nn.Module, loader: Iterable) -> nn.Module:
     if unused:
         raise ValueError(f"batch-norm layers never called in model.forward: {', '.join(unused)}")
     for _, m in layers:
+        if m._synced():  # every rank saw its shard: merge the moments over the ranks
+            moments[m] = _merge_over_ranks(*moments[m])
         count, mean, m2 = moments[m]
         m.running_mean.copy_(mean)
         m.running_var.copy_(m2 / count)
         m._has_exact_stats = True
     return model
+
+
+def _merge_over_ranks(
+    count: int, mean: torch.Tensor, m2: torch.Tensor
+) -> tuple[int, torch.Tensor, torch.Tensor]:
+    # Exact merge of every rank's (count, mean, M2): the global mean from the summed
+    # count·mean, then M2 = Σ_r [M2_r + count_r (mean_r − mean)²] (Chan et al.), in float64.
+    total = torch.tensor([float(count)], dtype=torch.float64, device=mean.device)
+    dist.all_reduce(total)
+    weighted = mean * count
+    dist.all_reduce(weighted)
+    global_mean = weighted / total
+    m2 = m2 + count * (mean - global_mean).square()
+    dist.all_reduce(m2)
+    return int(total.item()), global_mean, m2
 
 
 class LayerNorm(nn.LayerNorm):
@@ -457,15 +539,16 @@ def norm_layer(kind: str, num_features: int, dim: int = 1, **kwargs: Any) -> nn.
     ``dim=1``: inputs N × C or N × C × L (fully connected, 1-D conv);
     ``dim=2``: inputs N × C × H × W (2-D conv).
 
-    ============ ================================== ==================================
-    kind         ``dim=1``                          ``dim=2``
-    ============ ================================== ==================================
-    ``none``     ``nn.Identity()``                  ``nn.Identity()``
-    ``batch``    :class:`BatchNorm1d`               :class:`BatchNorm2d`
-    ``layer``    ``GroupNorm(1, C)``                ``GroupNorm(1, C)``
-    ``instance`` ``InstanceNorm1d(C, affine=True)`` ``InstanceNorm2d(C, affine=True)``
-    ``group``    ``GroupNorm(G, C)``                ``GroupNorm(G, C)``
-    ============ ================================== ==================================
+    ============== ================================== ==================================
+    kind           ``dim=1``                          ``dim=2``
+    ============== ================================== ==================================
+    ``none``       ``nn.Identity()``                  ``nn.Identity()``
+    ``batch``      :class:`BatchNorm1d`               :class:`BatchNorm2d`
+    ``sync_batch`` ``BatchNorm1d(C, sync=True)``      ``BatchNorm2d(C, sync=True)``
+    ``layer``      ``GroupNorm(1, C)``                ``GroupNorm(1, C)``
+    ``instance``   ``InstanceNorm1d(C, affine=True)`` ``InstanceNorm2d(C, affine=True)``
+    ``group``      ``GroupNorm(G, C)``                ``GroupNorm(G, C)``
+    ============== ================================== ==================================
 
     ``layer`` is :class:`GroupNorm` with one group: per sample, statistics over all of
     its units (D, C × L or C × H × W) with one γ, β per feature or channel; on N × D
@@ -488,7 +571,9 @@ def norm_layer(kind: str, num_features: int, dim: int = 1, **kwargs: Any) -> nn.
         )
     if kind == "none":
         return nn.Identity()
-    if kind == "batch":
+    if kind in ("batch", "sync_batch"):
+        if kind == "sync_batch":
+            kwargs.setdefault("sync", True)
         return (BatchNorm1d if dim == 1 else BatchNorm2d)(num_features, **kwargs)
     if kind == "layer":
         return GroupNorm(1, num_features, **kwargs)

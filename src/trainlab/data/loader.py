@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Iterator
 
@@ -31,6 +30,14 @@ class TensorLoader:
     that is abandoned early (``break``) leaves the position where it stopped, and the next
     iteration continues from there. :meth:`state_dict` and :meth:`load_state_dict` save and
     restore the two, so a resumed run yields exactly the batches that were still to come.
+
+    Distributed training (:meth:`shard`): every rank draws the same order, cuts it into the
+    same global batches of ``batch_size`` samples, and takes its share of each batch
+    (``torch.tensor_split``: shares differ by at most one sample). ``batch_size`` stays the
+    global batch, so the batches, and with them the training, do not depend on the
+    number of processes; :attr:`batch_samples` is the global size of the batch last
+    yielded, from which the Trainer weights each rank's loss. A last batch with fewer
+    samples than ranks is dropped (a rank would get none).
 
     Parameters
     ----------
@@ -75,11 +82,26 @@ class TensorLoader:
         self.drop_last = bool(drop_last)
         self.epoch = 0
         self.position = 0
+        self.rank, self.world_size = 0, 1
+        self.batch_samples = 0  # global size of the batch last yielded
+
+    def shard(self, rank: int, world_size: int) -> TensorLoader:
+        """Yield rank ``rank``'s share of every batch from now on (see the class notes);
+        ``shard(0, 1)`` is the whole batch again. Returns the loader itself."""
+        if not (isinstance(world_size, numbers.Integral) and world_size >= 1):
+            raise ValueError(f"world_size must be a positive integer, got {world_size!r}")
+        if not (isinstance(rank, numbers.Integral) and 0 <= rank < world_size):
+            raise ValueError(f"rank must be in 0..{world_size - 1}, got {rank!r}")
+        self.rank, self.world_size = int(rank), int(world_size)
+        return self
 
     def __len__(self) -> int:
-        """Number of batches in one epoch."""
+        """Number of (global) batches in one epoch."""
         n = len(self.X)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        if self.drop_last:
+            return n // self.batch_size
+        full, rest = divmod(n, self.batch_size)
+        return full + (0 < rest and rest >= self.world_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration use epoch ``epoch``'s order, from its first batch.
@@ -94,8 +116,7 @@ class TensorLoader:
 
     def order(self, epoch: int) -> Tensor:
         """The sample order of ``epoch`` (an int64 permutation of 0..N−1, on the CPU)."""
-        # Distributed training will shard here: every rank draws this same order and takes
-        # its share of it (and __len__ counts that share's batches).
+        # every rank draws this same order; __iter__ takes the rank's share of each batch
         n = len(self.X)
         if not self.shuffle:
             return torch.arange(n)
@@ -110,6 +131,9 @@ class TensorLoader:
         size = self.batch_size
         for b in range(self.position, len(self)):
             idx = order[b * size : (b + 1) * size]
+            self.batch_samples = len(idx)
+            if self.world_size > 1:
+                idx = torch.tensor_split(idx, self.world_size)[self.rank]
             # Counted before the yield: inside the loop body, state_dict() already treats
             # this batch as consumed.
             self.position = b + 1
