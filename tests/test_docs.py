@@ -26,6 +26,7 @@ OPTIONAL = (
     "config.md",
     "diagnose.md",
     "tuning.md",
+    "sweep.md",
 )
 
 # An opening fence ```python (possibly indented, e.g. inside a list), its code, and the

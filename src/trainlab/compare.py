@@ -274,9 +274,15 @@ def compare(
     overrides: list[str] | None = None,
     quiet: bool = True,
     echo: Callable[[str], None] = print,
+    batch: bool = True,
 ) -> dict:
     """Train every variant with the same budget and compare them; returns what
     ``compare.json`` holds (see the module docstring and ``docs/compare.md``).
+
+    With ``batch`` (the default), the runs of each phase (the learning-rate grids; the
+    seeds) are trained together as one batched computation (:mod:`trainlab.sweep`) when
+    they differ only in what keeps one architecture — seeds, optimizer settings and
+    schedules, dropout, init; otherwise, or with ``batch=False``, one after another.
 
     Raises
     ------
@@ -347,8 +353,7 @@ def compare(
     pending: list[dict] = []  # run records, measured once the metric is known
     inner_echo = echo if not quiet else (lambda _msg: None)
 
-    def train(variant: dict, lr: float | None, seed: int) -> dict:
-        nonlocal done, task
+    def job(variant: dict, lr: float | None, seed: int) -> tuple[str, Path, list[str], dict]:
         what = variant["name"] + ("" if lr is None else f" lr={lr:g}") + f" seed{seed}"
         sub = out / variant["dir"]
         if lr is not None:
@@ -365,11 +370,14 @@ def compare(
             "diverged": False,
             "error": None,
         }
+        return what, run_dir, sets, record
+
+    def finish(what: str, record: dict, summary: dict | None, error: str | None) -> dict:
+        """Record a run's outcome: its summary, or the error it diverged with."""
+        nonlocal done, task
         done += 1
-        try:
-            summary = fit(config_path, sets, out=run_dir, quiet=quiet, echo=inner_echo)
-        except NonFiniteLossError as err:
-            record.update(diverged=True, error=str(err))
+        if summary is None:
+            record.update(diverged=True, error=error)
             echo(f"[{done}/{total}] {what}: diverged")
         else:
             task = task or summary.get("task")
@@ -379,16 +387,55 @@ def compare(
                 seconds=summary.get("seconds"),
                 _summary_test=summary.get("test", {}),
             )
-            echo(f"[{done}/{total}] {what}: done in {summary.get('seconds')} s")
+            batched = " (its share of the batched time)" if summary.get("batched") else ""
+            echo(f"[{done}/{total}] {what}: done in {summary.get('seconds')} s{batched}")
         pending.append(record)
         return record
 
-    for variant in variants:
-        if tune_lr:
-            variant["lr_grid"] = [train(variant, lr, 0) for lr in variant["grid"]]
-        else:
+    def train(variant: dict, lr: float | None, seed: int) -> dict:
+        what, run_dir, sets, record = job(variant, lr, seed)
+        try:
+            summary = fit(config_path, sets, out=run_dir, quiet=quiet, echo=inner_echo)
+        except NonFiniteLossError as err:
+            return finish(what, record, None, str(err))
+        return finish(what, record, summary, None)
+
+    def train_all(jobs: list[tuple[dict, float | None, int]]) -> list[dict]:
+        """The runs of ``jobs`` as one batched computation (trainlab.sweep) when they
+        share an architecture, else one after another."""
+        nonlocal batch
+        if not batch or len(jobs) < 2:
+            return [train(*j) for j in jobs]
+        from trainlab.sweep.run import SweepError, fit_many
+
+        specs = [job(*j) for j in jobs]
+        try:
+            outcomes = fit_many(
+                config_path,
+                [sets for _, _, sets, _ in specs],
+                [run_dir for _, run_dir, _, _ in specs],
+                quiet=quiet,
+                echo=inner_echo,
+            )
+        except SweepError as err:
+            echo(f"training the runs one after another: {err}")
+            batch = False
+            return [train(*j) for j in jobs]
+        echo(f"trained {len(jobs)} runs together (batched)")
+        return [
+            finish(what, record, outcome["summary"], outcome["error"])
+            for (what, _, _, record), outcome in zip(specs, outcomes)
+        ]
+
+    if tune_lr:
+        grid = iter(train_all([(v, lr, 0) for v in variants for lr in v["grid"]]))
+        for variant in variants:
+            variant["lr_grid"] = [next(grid) for _ in variant["grid"]]
+    else:
+        runs = iter(train_all([(v, None, s) for v in variants for s in range(seeds)]))
+        for variant in variants:
             variant["lr_grid"] = None
-            variant["runs"] = [train(variant, None, s) for s in range(seeds)]
+            variant["runs"] = [next(runs) for _ in range(seeds)]
 
     if task is None:  # every run diverged: ask the data
         c = base.data
@@ -407,16 +454,18 @@ def compare(
         measure(record)
 
     for variant in variants:
+        variant["lr"] = None
         if tune_lr:
             grid_runs = variant["lr_grid"]
             scores = [r["best_val"] for r in grid_runs]
             pick = int(np.argmax(scores) if maximize else np.argmin(scores))
             variant["lr"] = grid_runs[pick]["lr"]
-            variant["runs"] = [grid_runs[pick]] + [
-                measure(train(variant, variant["lr"], s)) for s in range(1, seeds)
-            ]
-        else:
-            variant["lr"] = None
+            variant["runs"] = [grid_runs[pick]]
+    if tune_lr and seeds > 1:  # the winners' other seeds
+        more = iter(train_all([(v, v["lr"], s) for v in variants for s in range(1, seeds)]))
+        for variant in variants:
+            variant["runs"] += [measure(next(more)) for _ in range(1, seeds)]
+    for variant in variants:
         variant["summary"] = _summarize(variant["runs"])
 
     result: dict[str, Any] = {

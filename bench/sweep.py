@@ -1,0 +1,255 @@
+"""Throughput of K models trained together (trainlab.sweep) against K sequential Trainer runs.
+
+What is measured
+----------------
+K copies of one config (default ``examples/mnist1d_mlp.yaml``: MNIST-1D, MLP 40-100-100-10
+with batch norm and dropout 0.3, Adam, batch 100) that differ in their learning rate, K of
+them log-spaced over 1e-4 … 1e-1, all with the config's seed (so they share the data order:
+one batch per step for all, the case a learning-rate sweep is). ``--seeds S`` gives each
+learning rate S seeds instead (S data orders).
+
+* **sequential**: for each of the K configs, ``trainlab.train.run.build`` (data, split,
+  model, optimizer) and then ``Trainer(model, optimizer).fit(train, val, epochs)``, one
+  after another in this process; only the ``fit`` calls are timed.
+* **batched**: the same K pieces built the same way, then one
+  ``SweepTrainer(models, optimizers, rng_states=…).fit(trains, vals, epochs)``; only
+  ``fit`` is timed.
+
+Both train ``--epochs`` epochs with a validation pass after each (as a run does). The
+figure is the throughput, model-epochs per second; ``× sequential`` is batched throughput
+over sequential throughput, from the same round. ``--rounds`` rounds alternate the two
+(sequential, then batched) and the median of the rounds' ratios is reported. The ratio of
+the two ways' CPU time (this process's) is reported too: with ``--threads 1`` it is what
+the wall-clock ratio would be on an idle machine, when other processes share the cores.
+
+Each round also checks that the two agree: per model, the largest difference between its
+final weights in the two ways, over every parameter and buffer except the biases that feed
+a batch norm and the batch norms' running means (with RMSProp or Adam those follow
+rounding noise — their gradient is 0 in exact arithmetic — and differ between any two
+implementations); the largest over the models, and how many are within 1e-5. On more
+than one thread, Adam with batch norm can carry the sequential run's own rounding
+(which depends on the thread count) to ~1e-2 in a few models within 66 steps: compare
+with ``--threads 1`` (docs/sweep.md).
+
+The run ends with the cores other processes used meanwhile (from /proc/stat): on a shared
+machine, rerun when it is high.
+
+Run ``python bench/sweep.py`` (K = 32, about a minute on 2 cores), ``--quick`` for a smoke
+test (K = 4, a small dataset), ``--device cuda --K 256`` on a GPU, ``--json PATH`` to save
+the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from optim_step import cpu_seconds, machine, others_load  # noqa: E402
+from trainlab.config import load_config  # noqa: E402
+from trainlab.nn import BatchNorm1d, BatchNorm2d  # noqa: E402
+from trainlab.sweep import SweepTrainer  # noqa: E402
+from trainlab.train import Trainer  # noqa: E402
+from trainlab.train.run import build  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "examples" / "mnist1d_mlp.yaml"
+#: --quick: a small model on a small dataset, a few models, one epoch.
+QUICK = ["data.dataset=iris", "model.hidden=[16]", "train.batch_size=16"]
+
+
+def configs(args: argparse.Namespace) -> list:
+    """The K configs: learning rates log-spaced over [1e-4, 1e-1] (× seeds)."""
+    n_lr = max(1, args.K // args.seeds)
+    lrs = [10 ** (-4 + 3 * i / max(1, n_lr - 1)) for i in range(n_lr)]
+    extra = (QUICK if args.quick else []) + [f"train.device={args.device}"] + args.set
+    base = load_config(args.config, extra)
+    return [
+        load_config(args.config, [*extra, f"optimizer.lr={lr!r}", f"seed={base.seed + s}"])
+        for lr in lrs
+        for s in range(args.seeds)
+    ]
+
+
+def _pieces(config):
+    p = build(config, parts=("train", "val"))
+    return p, torch.get_rng_state()
+
+
+def sequential(cfgs: list, epochs: int) -> tuple[float, float, list[dict]]:
+    """Wall and CPU seconds spent in ``Trainer.fit`` for all configs, and each model's
+    final state."""
+    seconds = cpu = 0.0
+    states = []
+    for config in cfgs:
+        p, _ = _pieces(config)
+        trainer = Trainer(p.model, p.optimizer, task=p.dataset.task, device=p.device)
+        _sync(p.device)
+        start, cpu0 = time.perf_counter(), time.process_time()
+        trainer.fit(p.loaders["train"], p.loaders.get("val"), epochs=epochs)
+        _sync(p.device)
+        seconds += time.perf_counter() - start
+        cpu += time.process_time() - cpu0
+        states.append(_state(p.model))
+    return seconds, cpu, states
+
+
+def batched(cfgs: list, epochs: int) -> tuple[float, float, list[dict]]:
+    """Wall and CPU seconds spent in ``SweepTrainer.fit``, and each model's final state."""
+    built = [_pieces(c) for c in cfgs]
+    pieces = [p for p, _ in built]
+    trainer = SweepTrainer(
+        [p.model for p in pieces],
+        [p.optimizer for p in pieces],
+        task=pieces[0].dataset.task,
+        rng_states=[s for _, s in built],
+        device=pieces[0].device,
+    )
+    _sync(pieces[0].device)
+    start, cpu0 = time.perf_counter(), time.process_time()
+    trains = [p.loaders["train"] for p in pieces]
+    trainer.fit(trains, [p.loaders.get("val") for p in pieces], epochs)
+    _sync(pieces[0].device)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    return seconds, cpu, [_state(p.model) for p in pieces]
+
+
+def _state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def noise_driven(model: torch.nn.Module) -> set[str]:
+    """State keys that follow rounding noise under RMSProp/Adam: the bias of a layer
+    whose output a batch norm normalizes, and that batch norm's running mean."""
+    keys, previous = set(), None
+    for name, module in model.named_modules():
+        if isinstance(module, (BatchNorm1d, BatchNorm2d)) and previous is not None:
+            keys |= {f"{previous}.bias", f"{name}.running_mean"}
+        if getattr(module, "bias", None) is not None and not isinstance(
+            module, (BatchNorm1d, BatchNorm2d)
+        ):
+            previous = name
+    return keys
+
+
+def differences(a: list[dict], b: list[dict], skip: set[str]) -> list[float]:
+    """Per model, the largest difference between its two final states (keys in ``skip``
+    left out)."""
+    return [
+        max(
+            (v - sb[key]).abs().max().item()
+            for key, v in sa.items()
+            if key not in skip and v.is_floating_point()
+        )
+        for sa, sb in zip(a, b)
+    ]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(CONFIG))
+    ap.add_argument("--K", type=int, default=32, help="models (default 32)")
+    ap.add_argument("--seeds", type=int, default=1, help="seeds per learning rate")
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--set", action="append", default=[], help="a config override")
+    ap.add_argument("--quick", action="store_true", help="smoke test: K=4, iris, 1 epoch")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.K, args.epochs, args.rounds = min(args.K, 4), 1, min(args.rounds, 2)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the benchmark, print the report, optionally write JSON; return the results."""
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = machine()
+    cfgs = configs(args)
+    start, cpu0 = time.perf_counter(), cpu_seconds()
+    probe, _ = _pieces(cfgs[0])
+    skip = noise_driven(probe.model)
+    steps = len(probe.loaders["train"])
+    rounds = []
+    for _ in range(args.rounds):
+        seq_s, seq_cpu, seq_states = sequential(cfgs, args.epochs)
+        bat_s, bat_cpu, bat_states = batched(cfgs, args.epochs)
+        model_epochs = len(cfgs) * args.epochs
+        rounds.append(
+            {
+                "sequential_s": seq_s,
+                "batched_s": bat_s,
+                "sequential_cpu_s": seq_cpu,
+                "batched_cpu_s": bat_cpu,
+                "cpu_ratio": seq_cpu / bat_cpu,
+                "sequential_model_epochs_per_s": model_epochs / seq_s,
+                "batched_model_epochs_per_s": model_epochs / bat_s,
+                "ratio": seq_s / bat_s,
+                "max_abs_difference": max(diffs := differences(seq_states, bat_states, skip)),
+                "models_within_1e-5": sum(d <= 1e-5 for d in diffs),
+            }
+        )
+    wall = time.perf_counter() - start
+    info["other_processes_cores"] = others_load(cpu0, cpu_seconds(), wall)
+    results = {
+        "machine": info,
+        "settings": {k: v for k, v in vars(args).items()},
+        "K": len(cfgs),
+        "steps_per_epoch": steps,
+        "skipped_in_difference": sorted(skip),
+        "rounds": rounds,
+        "ratio": statistics.median(r["ratio"] for r in rounds),
+        "cpu_ratio": statistics.median(r["cpu_ratio"] for r in rounds),
+        "wall_s": wall,
+    }
+    print_report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return results
+
+
+def print_report(results: dict, file=sys.stdout) -> None:
+    m, s = results["machine"], results["settings"]
+    print(
+        f"{results['K']} models × {s['epochs']} epochs × {results['steps_per_epoch']} steps, "
+        f"{s['device']}, torch {m['torch']}, {m['torch_threads']} threads, {m['cpu']}",
+        file=file,
+    )
+    head = f"{'round':>5}  {'sequential s':>12}  {'batched s':>9}  {'× sequential':>12}"
+    print(f"{head}  {'CPU ×':>6}  max |Δ|  within 1e-5", file=file)
+    for i, r in enumerate(results["rounds"], 1):
+        print(
+            f"{i:>5}  {r['sequential_s']:>12.2f}  {r['batched_s']:>9.2f}  "
+            f"{r['ratio']:>12.2f}  {r['cpu_ratio']:>6.2f}  {r['max_abs_difference']:.1e}  "
+            f"{r['models_within_1e-5']:>5}/{results['K']}",
+            file=file,
+        )
+    print(
+        f"median × sequential: {results['ratio']:.2f} (wall clock); "
+        f"{results['cpu_ratio']:.2f} (CPU time of this process)",
+        file=file,
+    )
+    load = m.get("other_processes_cores")
+    if load is not None and math.isfinite(load):
+        print(f"other processes used {load:.2f} cores on average meanwhile", file=file)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Smoke test of bench/sweep.py: it runs both ways, checks they agree, reports a ratio.
+
+No timing thresholds: only the structure of the results and the agreement are checked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "sweep.py"
+
+
+def test_the_sweep_benchmark_measures_both_ways_and_they_agree(tmp_path):
+    spec = importlib.util.spec_from_file_location("sweep_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    threads = torch.get_num_threads()
+    try:
+        spec.loader.exec_module(module)
+        path = tmp_path / "bench.json"
+        results = module.main(["--quick", "--rounds", "1", "--threads", "1", "--json", str(path)])
+    finally:
+        sys.modules.pop(spec.name, None)
+        torch.set_num_threads(threads)
+    assert results["K"] == 4 and len(results["rounds"]) == 1
+    r = results["rounds"][0]
+    assert r["sequential_s"] > 0 and r["batched_s"] > 0 and r["cpu_ratio"] > 0
+    assert math.isclose(r["ratio"], r["sequential_s"] / r["batched_s"])
+    assert r["max_abs_difference"] <= 1e-5
+    # the quick config has batch norm and Adam: the noise-driven keys are left out
+    assert "fc1.bias" in results["skipped_in_difference"]
+    assert json.loads(path.read_text())["ratio"] == results["ratio"]
