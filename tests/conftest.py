@@ -62,3 +62,24 @@ def run_cli(capsys):
         return exit_info.value.code, out, err
 
     return run
+
+
+@pytest.fixture(scope="module")
+def bench_module(request):
+    """The script at the requesting test module's ``BENCH`` path, imported as a module.
+
+    bench/ is not a package; the module is registered in ``sys.modules`` (dataclasses look
+    their module up there) while the test module's tests run.
+    """
+    import importlib.util
+    import sys
+
+    path = request.module.BENCH
+    spec = importlib.util.spec_from_file_location(f"bench_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)

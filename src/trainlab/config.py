@@ -50,6 +50,14 @@ class ConfigError(ValueError):
     """A config the user has to fix; ``str(err)`` is one line naming the key."""
 
 
+#: Seeds are what every generator accepts: NumPy's legacy seeding and Optuna's samplers
+#: take 0 … 2**32 − 1 (torch takes more).
+_SEEDS = {"ge": 0, "lt": 2**32}
+
+#: Hyperparameters are applied to float32 tensors: a larger number overflows in the step.
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -189,6 +197,12 @@ class OptimizerConfig(_Section):
             raise ValueError(str(err)) from None
         except TypeError as err:
             raise ValueError(str(err)) from None
+        for key, value in hyper.items():
+            numbers = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, float) and abs(v) > _FLOAT32_MAX for v in numbers):
+                raise _KeyProblem(
+                    key, f"{value} is too large for float32 (at most {_FLOAT32_MAX:.2g})"
+                )
         return self
 
 
@@ -211,7 +225,8 @@ class ScheduleConfig(_Section):
         if self.name == "warmup":
             warm = params.get("warmup_steps", max(1, total_steps // 20))
             params.setdefault("warmup_steps", warm)
-            rest = max(1, total_steps - warm)
+            # a warmup_steps that is no int is named by schedules.warmup, not a TypeError here
+            rest = max(1, total_steps - warm) if isinstance(warm, int) else 1
             params["after"] = schedules.cosine(rest, final=params.pop("final", 0.0))
         return schedules.make(self.name, **params)
 
@@ -287,7 +302,9 @@ class TuneConfig(_Section):
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = "median"
     defaults: bool = Field(True, description="try the lecture's defaults first, once")
-    seed: int | None = Field(None, description="the sampler's seed (default: the config's)")
+    seed: int | None = Field(
+        None, **_SEEDS, description="the sampler's seed (default: the config's)"
+    )
     final: Literal["train", "train+val"] = Field(
         "train", description="what the winner is retrained on before the one test evaluation"
     )
@@ -349,7 +366,7 @@ class Config(_Section):
     """The whole experiment. Every section has defaults; a file sets what differs."""
 
     name: str = "run"
-    seed: int = 0
+    seed: int = Field(0, **_SEEDS)
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
@@ -405,26 +422,62 @@ _TYPE_TAGS = re.compile(
 )
 
 
+#: What other frameworks call a hyperparameter trainlab names otherwise (Keras, optax,
+#: torch's RMSprop), for "did you mean" where the spelling is too far off for difflib.
+_SYNONYMS = {
+    "learning_rate": "lr",
+    "epsilon": "eps",
+    "beta1": "betas",
+    "beta2": "betas",
+    "beta_1": "betas",
+    "beta_2": "betas",
+    "b1": "betas",
+    "b2": "betas",
+    "alpha": "rho",
+}
+
+
+def _closest(key: str, allowed: list[str]) -> str | None:
+    """The allowed key the user most likely meant by ``key``, if any."""
+    close = difflib.get_close_matches(key, allowed, n=1)
+    if close:
+        return close[0]
+    synonym = _SYNONYMS.get(key.lower())
+    return synonym if synonym in allowed else None
+
+
+def _in_another_section(key: str, section: tuple) -> str | None:
+    """``train.epochs`` for an ``epochs`` written at the top level or in another section."""
+    for name in Config.model_fields:
+        dotted = f"{name}.{key}"
+        if (name,) != tuple(section) and _is_config_key(dotted):
+            return dotted
+    return None
+
+
 def _describe(error: dict) -> str:
-    # a union (lr: float | 'auto') puts the member's type in the path: drop it
-    loc = tuple(str(p) for p in error["loc"] if not _TYPE_TAGS.match(str(p)))
+    # A union (lr: float | 'auto') puts the member's type in the path: drop it. The key of
+    # an unknown-key error is the user's own word, even one that reads like a type ("int").
+    parts = [str(p) for p in error["loc"]]
+    last = [parts.pop()] if error["type"] == "extra_forbidden" and parts else []
+    loc = tuple(p for p in parts if not _TYPE_TAGS.match(p)) + tuple(last)
     path = ".".join(loc)
     ctx = error.get("ctx", {})
     inner = ctx.get("error")
     if isinstance(inner, _KeyProblem):
         path = ".".join((*loc, inner.key))
         text = inner.problem
-        close = difflib.get_close_matches(inner.key, inner.allowed or [], n=1)
+        close = _closest(inner.key, inner.allowed or [])
         if close:
-            text += f"; did you mean {close[0]!r}?"
+            text += f"; did you mean {close!r}?"
         elif inner.allowed:
             text += f" (allowed: {', '.join(inner.allowed)})"
         return f"{path}: {text}"
     kind = error["type"]
     if kind == "extra_forbidden":
         fields = _fields_at(loc[:-1])
-        close = difflib.get_close_matches(loc[-1], fields, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(fields)}"
+        close = _closest(loc[-1], fields) or _in_another_section(loc[-1], loc[:-1])
+        hint = f"did you mean {close!r}?" if close else f"allowed: {', '.join(fields)}"
         return f"{path}: unknown key; {hint}"
     if kind == "literal_error":
         return f"{path}: must be {ctx.get('expected')}; got {error.get('input')!r}"
@@ -474,6 +527,12 @@ def _numbers(tree: Any) -> Any:
     return _number(tree)
 
 
+# What PyYAML's constructors let through besides YAMLError: ``!!int x`` (ValueError),
+# ``!!float`` with no value (IndexError); and an alias inside its own anchor (``&a [*a]``),
+# a cyclic list that _numbers cannot finish (RecursionError).
+_YAML_SLIPS = (ValueError, IndexError, TypeError, OverflowError, RecursionError)
+
+
 def parse_overrides(pairs: list[str]) -> dict:
     """``["optimizer.lr=0.01", "model.hidden=[64, 64]"]`` → a nested dict of typed values.
 
@@ -487,10 +546,9 @@ def parse_overrides(pairs: list[str]) -> dict:
                 f"--set {pair!r}: expected KEY=VALUE with a dotted key, e.g. optimizer.lr=0.01"
             )
         try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            value = text
-        value = _numbers(value)
+            value = _numbers(yaml.safe_load(text)) if text.strip() else None
+        except (yaml.YAMLError, *_YAML_SLIPS):
+            value = text  # not YAML: the text itself, which the schema then judges
         node = tree
         parts = key.split(".")
         for part in parts[:-1]:
@@ -535,6 +593,14 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"{p}:{where}: {problem}") from None
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError(f"cannot read config {p}: {err}") from None
+        except RecursionError:
+            raise ConfigError(
+                f"{p}: nested too deeply, or an alias (*name) used inside its own anchor (&name)"
+            ) from None
+        except _YAML_SLIPS as err:
+            raise ConfigError(
+                f"{p}: a tagged value (!!int, !!float, …) is invalid: {err}"
+            ) from None
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):

@@ -1,6 +1,14 @@
 """Training: the Trainer, its callbacks, atomic checkpoints, and runs from a config."""
 
-from .callbacks import Callback, Checkpoint, EarlyStopping, MetricsLog, Progress, TensorBoard
+from .callbacks import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    MetricsLog,
+    Progress,
+    StopOnSignal,
+    TensorBoard,
+)
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .trainer import TASK_METRICS, NonFiniteLossError, Trainer, history_best, resolve_device
 
@@ -16,6 +24,7 @@ __all__ = [
     "MetricsLog",
     "Progress",
     "TensorBoard",
+    "StopOnSignal",
     "CheckpointError",
     "load_checkpoint",
     "save_checkpoint",

@@ -11,19 +11,37 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import save_checkpoint
+import torch
+
+from . import distributed
+from .checkpoint import remove_partial_writes, save_checkpoint
 from .trainer import minimize
 
-__all__ = ["Callback", "EarlyStopping", "Checkpoint", "MetricsLog", "Progress", "TensorBoard"]
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "Checkpoint",
+    "MetricsLog",
+    "Progress",
+    "TensorBoard",
+    "StopOnSignal",
+]
 
 
 class Callback:
-    """Base class with no-op hooks (subclassing it is optional)."""
+    """Base class with no-op hooks (subclassing it is optional).
+
+    In a distributed run the Trainer calls a callback on rank 0 only, unless it has
+    ``all_ranks = True``."""
+
+    all_ranks = False
 
     def on_fit_start(self, trainer) -> None: ...
     def on_batch_end(self, trainer, loss: float) -> None: ...
@@ -59,7 +77,12 @@ class _Best:
 
 class EarlyStopping(Callback):
     """Stop when ``metric`` has not improved by more than ``min_delta`` for ``patience``
-    epochs (minimized for losses and errors, maximized otherwise)."""
+    epochs (minimized for losses and errors, maximized otherwise).
+
+    In a distributed run it runs on every rank (the metrics are all-reduced, so every
+    rank stops at the same epoch)."""
+
+    all_ranks = True  # the other callbacks write files: rank 0 only
 
     def __init__(self, metric: str = "val_loss", patience: int = 10, min_delta: float = 0.0):
         self.tracker = _Best(metric, min_delta)
@@ -112,6 +135,9 @@ class Checkpoint(Callback):
     @property
     def best(self) -> Path:
         return self.directory / "best.pt"
+
+    def on_fit_start(self, trainer) -> None:
+        remove_partial_writes(self.directory)  # left by a write a kill interrupted
 
     def on_epoch_end(self, trainer, logs: dict) -> None:
         if self.tracker.improved(logs):
@@ -209,3 +235,66 @@ class TensorBoard(Callback):
 
     def on_fit_end(self, trainer) -> None:
         self.writer.close()
+
+
+class StopOnSignal(Callback):
+    """Turn SIGINT (Ctrl-C) and SIGTERM into a clean stop: the epoch under way finishes,
+    :class:`Checkpoint` (earlier in the callback list) saves it, and training ends;
+    ``received`` then holds the signal's number. A second signal stops at once — SIGINT
+    raises ``KeyboardInterrupt``, SIGTERM ends the process as it would by default — and
+    the checkpoint of the previous epoch is intact either way.
+
+    Use it as a context manager around :meth:`~trainlab.train.Trainer.fit`: entering
+    installs the handlers (from the main thread only; elsewhere it does nothing), leaving
+    restores the previous ones. ``stopped`` says whether it ended the training. In a
+    distributed run every rank stops at the same epoch (the ranks that received the signal
+    are counted with an all-reduce), ``received`` being None on those that did not.
+
+    Stopping at an epoch boundary keeps a resumed run identical to an uninterrupted one;
+    the price is that the epoch under way finishes first.
+    """
+
+    all_ranks = True
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, notify: Callable[[str], None] | None = None):
+        self.received: int | None = None
+        self.stopped = False
+        self.notify = notify or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    @property
+    def name(self) -> str | None:
+        """The received signal's name (``"SIGINT"``, ``"SIGTERM"``), or None."""
+        return None if self.received is None else signal.Signals(self.received).name
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:  # the second signal: stop now
+            self.__exit__()
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.received = signum
+        again = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self.notify(
+            f"trainlab: {signal.Signals(signum).name} received: stopping once this epoch "
+            f"ends and is saved ({again} again stops at once, losing this epoch)"
+        )
+
+    def on_epoch_end(self, trainer, logs: dict) -> None:
+        received = torch.tensor([float(self.received is not None)])
+        if distributed.all_reduce_sum(received).item() > 0:  # any rank: every rank stops
+            trainer.stop = self.stopped = True

@@ -1,17 +1,20 @@
-"""Checkpoints that survive crashes: atomic writes, safe loads.
+"""Checkpoints that survive crashes: atomic writes, safe and verified loads.
 
 A checkpoint is written to a temporary file in the same directory, flushed and fsync'ed,
 then renamed over the old one (``os.replace`` is atomic on POSIX), and the directory is
 fsync'ed. Whatever happens during the write — a full disk, a read-only directory, a kill —
-the previous checkpoint is left intact. Checkpoints hold only tensors and plain Python
+the previous checkpoint is left intact (a kill may leave the temporary file behind:
+:func:`remove_partial_writes` clears it). Checkpoints hold only tensors and plain Python
 values and load with ``torch.load(weights_only=True)``: a file that carries pickled code
-is refused.
+is refused. Before loading, the CRC-32 of every record of the file (a zip archive) is
+checked, so a file damaged after it was written is reported, not loaded.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -19,11 +22,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "remove_partial_writes"]
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint could not be written or read; ``str(err)`` names the file."""
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}."
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -38,7 +45,9 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent
+        )
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
@@ -48,9 +57,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
         _fsync_dir(path.parent)
     except OSError as err:
         reason = err.strerror or str(err)
-        raise CheckpointError(
-            f"cannot write checkpoint {path}: {reason}; the previous checkpoint is intact"
-        ) from err
+        kept = "; the previous checkpoint is intact" if path.is_file() else ""
+        raise CheckpointError(f"cannot write checkpoint {path}: {reason}{kept}") from err
     finally:
         if tmp_name is not None:
             try:
@@ -58,6 +66,23 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
             except OSError:
                 pass
     return path
+
+
+def remove_partial_writes(directory: str | Path) -> list[Path]:
+    """Delete the temporary files that writes killed before their rename left in
+    ``directory`` (``.NAME.*.tmp``); returns them. Call it only where no other process
+    is writing checkpoints into the same directory."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for tmp in directory.glob(".*.tmp"):
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -73,30 +98,60 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _damaged_record(path: Path) -> str | None:
+    """The name of the first record of the zip archive whose CRC-32 does not match, if any
+    (torch.load itself does not check them: a flipped bit in a tensor would load)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as err:
+        return f"? ({_first_line(err)})"
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``.
+    """Load a checkpoint with ``weights_only=True``, after checking its records' CRC-32.
 
     Raises
     ------
     CheckpointError
-        A missing, truncated or corrupted file, or one that carries pickled code.
+        A missing, empty, truncated or corrupted file, or one that carries pickled code
+        (which is never run); the message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"truncated or corrupted checkpoint {path}: the file is empty")
+    if zipfile.is_zipfile(path):
+        damaged = _damaged_record(path)
+        if damaged is not None:
+            raise CheckpointError(
+                f"corrupted checkpoint {path}: record {damaged} fails its CRC-32 check (the "
+                "file was damaged after it was written)"
+            )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling failed"
-        if "Weights only load failed" in str(err) or "Unsupported" in str(err):
+        code = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if code:
             raise CheckpointError(
-                f"refusing checkpoint {path}: it carries pickled objects or code that a "
-                "weights-only load does not allow"
+                f"refusing checkpoint {path}: it carries pickled code ({code.group(1)}) "
+                "that a weights-only load does not run"
             ) from None
-        raise CheckpointError(f"corrupted checkpoint {path}: {first}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"truncated or corrupted checkpoint {path}: {first}") from None
+        raise CheckpointError(
+            f"truncated or corrupted checkpoint {path}: not a valid checkpoint archive"
+        ) from None
+    except Exception as err:  # noqa: BLE001 — whatever a damaged file makes torch raise
+        if not zipfile.is_zipfile(path):
+            reason = "not a complete checkpoint archive (zip)"
+        else:
+            reason = _first_line(err)
+        raise CheckpointError(f"truncated or corrupted checkpoint {path}: {reason}") from None
     if not isinstance(state, dict):
-        raise CheckpointError(f"not a trainlab checkpoint: {path}")
+        raise CheckpointError(f"not a trainlab checkpoint: {path} holds a {type(state).__name__}")
     return state

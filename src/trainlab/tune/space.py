@@ -91,9 +91,12 @@ class Distribution:
 
 def _number(text: str, key: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ValueError(f"tune.space.{key}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"tune.space.{key}: {text!r} is not a finite number")
+    return value
 
 
 def parse_space(space: dict[str, Any]) -> dict[str, Distribution]:

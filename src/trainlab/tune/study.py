@@ -20,14 +20,17 @@ the end. Concretely:
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,9 @@ STORAGE_FILE = "study.journal"
 HEARTBEAT_INTERVAL, GRACE, RETRIES = 5, 20, 3
 #: A worker stops once this many trials (or ``trials``, if more) have failed.
 MIN_FAILURES_TO_STOP = 10
+#: How long a call waits for the database to come back (a restart, a failover) before
+#: the worker gives up with a clear error; the study itself is safe in the database.
+RECONNECT_SECONDS = 60.0
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -85,21 +91,118 @@ def open_storage(spec: str, workers: int = 1) -> Any:
         return optuna.storages.RDBStorage(spec)
     if "://" in spec:
         try:
-            return optuna.storages.RDBStorage(
-                spec,
-                heartbeat_interval=HEARTBEAT_INTERVAL,
-                grace_period=GRACE,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=RETRIES
-                ),
-            )
+            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return _ReconnectingRDBStorage(
+                    spec,
+                    engine_kwargs={"pool_pre_ping": True},  # a restart leaves dead connections
+                    heartbeat_interval=HEARTBEAT_INTERVAL,
+                    grace_period=GRACE,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=RETRIES
+                    ),
+                )
         except Exception as err:  # noqa: BLE001 — any connection problem is the user's to fix
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            shown = re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", spec)  # no password in logs
-            first = first.replace(spec, shown)
-            raise TuneError(f"--storage {shown}: cannot open the database: {first}") from None
+            first = _shown(spec, _first_line(err))
+            raise TuneError(
+                f"--storage {_shown(spec)}: cannot open the database: {first}"
+            ) from None
     backend = optuna.storages.journal.JournalFileBackend(str(spec))
     return optuna.storages.JournalStorage(backend)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _shown(url: str, text: str | None = None) -> str:
+    """``text`` (default: the URL itself) with the URL's password masked."""
+    masked = re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    return masked if text is None else text.replace(url, masked)
+
+
+def _connection_lost(err: BaseException) -> bool:
+    """Whether ``err`` says the database could not be reached (not that a query was bad)."""
+    import sqlalchemy.exc as sa
+
+    cause = err.__cause__ if isinstance(err, optuna.exceptions.StorageInternalError) else err
+    return isinstance(cause, (sa.OperationalError, sa.InterfaceError)) or (
+        isinstance(cause, sa.DBAPIError) and cause.connection_invalidated
+    )
+
+
+def _reconnecting(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Retry ``method`` with backoff while the database cannot be reached, for at most
+    :data:`RECONNECT_SECONDS`; then raise a :class:`TuneError` that says so."""
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        deadline, pause = time.monotonic() + RECONNECT_SECONDS, 0.1
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as err:
+                if not _connection_lost(err):
+                    raise
+                if time.monotonic() >= deadline:
+                    cause = _first_line(err.__cause__ or err)
+                    self.lost = TuneError(
+                        f"the study's database {_shown(str(self.url))} has not answered for "
+                        f"{RECONNECT_SECONDS:g} s ({_shown(str(self.url), cause)}); the study "
+                        "is safe in it: run the same command again once it is back"
+                    )
+                    raise self.lost from None
+                time.sleep(pause)
+                pause = min(2 * pause, 2.0)
+
+    return call
+
+
+class _ReconnectingRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDBStorage that rides out a database restart: a pooled connection the
+    restart killed is replaced before use (``pool_pre_ping``), and every call that finds
+    the server away is retried (:func:`_reconnecting`). A retried call had not reached
+    the database, or its transaction was rolled back with the connection: nothing is
+    recorded twice. ``lost`` is the error it gave up with, if it did."""
+
+    lost: TuneError | None = None
+
+
+# the methods that talk to the database (each opens one session, one transaction)
+for _name in (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_all_studies",
+    "_create_new_trial",
+    "_set_trial_param",
+    "get_trial_param",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "_get_trials",
+    "_get_best_trial_id",
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+):
+    if hasattr(optuna.storages.RDBStorage, _name):
+        setattr(
+            _ReconnectingRDBStorage,
+            _name,
+            _reconnecting(getattr(optuna.storages.RDBStorage, _name)),
+        )
 
 
 def _sampler(tune_cfg: Any, seed: int) -> optuna.samplers.BaseSampler:
@@ -161,7 +264,7 @@ def objective_for(config: Config, split: Any) -> Callable[[optuna.Trial], float]
     base = config_dict(config)
 
     def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr("worker_pid", os.getpid())
+        _mark_worker(trial)
         params = sample(trial, space, _accepts, config.optimizer.name)
         trial_config = _trial_config(base, params)
         pieces = build(trial_config, split=split, parts=("train", "val"))
@@ -216,14 +319,18 @@ def work(
     timeout: float | None = None,
     progress: bool = False,
     joined: bool = False,
+    batch: int = 1,
 ) -> None:
     """A worker: run trials of the study until ``trials`` are complete or pruned (or as
-    many have failed: a space whose every point fails must not loop forever)."""
+    many have failed: a space whose every point fails must not loop forever). With
+    ``batch`` > 1 it asks for that many trials at a time and trains them together
+    (:func:`_work_batched`)."""
     seed = config.tune.seed if config.tune.seed is not None else config.seed
     if os.environ.get("TRAINLAB_WORKER"):
         torch.set_num_threads(1)  # N local workers share the machine's cores
     if joined:
-        seed += os.getpid()  # workers with one seed would sample the same points
+        # workers with one seed would sample the same points; NumPy seeds are < 2**32
+        seed = (seed + os.getpid()) % 2**32
     study = optuna.load_study(
         study_name=study_name,
         storage=storage,
@@ -232,27 +339,145 @@ def work(
     )
     if _done(study, trials):
         return  # a resumed study that has its trials already
+    existing = len(study.get_trials(deepcopy=False))
+    if existing:  # resumed: with the first seed it would draw the points it drew before
+        study.sampler = _sampler(config.tune, (seed + existing) % 2**32)
+    if batch > 1:
+        _work_batched(config, split, study, trials, timeout, batch)
+        return
     stop = optuna.study.MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
 
     def too_many_failures(study: optuna.Study, trial: Any) -> None:
         if _counts(study)["failed"] >= max(trials, MIN_FAILURES_TO_STOP):
             study.stop()
 
-    study.optimize(
-        objective_for(config, split),
-        callbacks=[stop, too_many_failures],
-        timeout=timeout,
-        catch=(ConfigError, ValueError, RuntimeError),
-        gc_after_trial=False,
-        show_progress_bar=progress,
-    )
+    try:
+        study.optimize(
+            objective_for(config, split),
+            callbacks=[stop, too_many_failures],
+            timeout=timeout,
+            catch=(ConfigError, ValueError, RuntimeError),
+            gc_after_trial=False,
+            show_progress_bar=progress,
+        )
+    except Exception:
+        # Optuna may turn the storage's error into another one as it tries to record the
+        # trial (an UnboundLocalError in Optuna 5.0): say what happened
+        lost = getattr(storage, "lost", None)
+        if lost is not None:
+            raise lost from None
+        raise
 
 
-def _retry_orphans(study: optuna.Study, pid: int) -> int:
-    """Mark the running trials of a dead worker failed and enqueue them again."""
+def check_batchable(space: dict[str, Any]) -> None:
+    """Raise :class:`TuneError` unless every key of the search space can differ between
+    trials trained together (``tune --batch``): none may change the architecture."""
+    from trainlab.sweep.run import VARIABLE, variable
+
+    fixed = [key for key in space if not variable(key)]
+    if fixed:
+        raise TuneError(
+            f"--batch trains the trials of a batch together as one model architecture, and "
+            f"tune.space varies {', '.join(fixed)}, which changes it: search only "
+            f"{', '.join(VARIABLE)} with --batch, or leave --batch out"
+        )
+
+
+def _work_batched(
+    config: Config, split: Any, study: optuna.Study, trials: int, timeout: float | None, batch: int
+) -> None:
+    """Ask the study for ``batch`` trials at a time, train them together
+    (:func:`trainlab.sweep.run.train_together`) and tell it each one's result: each
+    epoch's validation metric is reported per trial, a trial the pruner stops leaves the
+    batch, one whose loss diverges fails — as :func:`objective_for` does one at a time."""
+    from trainlab.sweep.run import SweepError, train_together
+
+    space = parse_space(config.tune.space)
+    base = config_dict(config)
+    data = config.data
+    metric, _ = _metric(config, tl_data.load(data.dataset, target=data.target, task=data.task).task)
+    started = time.monotonic()
+    while not _done(study, trials):
+        counts = _counts(study)
+        if counts["failed"] >= max(trials, MIN_FAILURES_TO_STOP):
+            return
+        if timeout is not None and time.monotonic() - started > timeout:
+            return
+        asked, configs = [], []
+        for _ in range(max(1, min(batch, trials - counts["complete"] - counts["pruned"]))):
+            trial = study.ask()
+            _mark_worker(trial)
+            try:
+                configs.append(
+                    _trial_config(base, sample(trial, space, _accepts, config.optimizer.name))
+                )
+            except (ConfigError, ValueError) as err:
+                trial.set_user_attr("error", str(err))
+                study.tell(trial, state=TrialState.FAIL)
+            else:
+                asked.append(trial)
+        if not asked:
+            continue
+
+        def on_epoch_end(k: int, logs: dict, asked: list = asked) -> str | None:
+            value = logs.get(metric)
+            if value is None or not math.isfinite(value):
+                return "pruned"
+            asked[k].report(value, step=int(logs["epoch"]))
+            return "pruned" if asked[k].should_prune() else None
+
+        try:
+            outcomes = train_together(
+                configs, split=split, parts=("train", "val"), on_epoch_end=on_epoch_end, echo=_quiet
+            )
+        except SweepError as err:
+            for trial in asked:
+                study.tell(trial, state=TrialState.FAIL)
+            raise TuneError(f"--batch: {err}") from None
+        for trial, outcome in zip(asked, outcomes):
+            history = outcome["history"]
+            values = [h[metric] for h in history if math.isfinite(h.get(metric, math.nan))]
+            if outcome["status"] == "diverged":
+                trial.set_user_attr("error", outcome["error"])
+                study.tell(trial, state=TrialState.FAIL)
+            elif outcome["status"] == "pruned" or not values:
+                study.tell(trial, state=TrialState.PRUNED)
+            else:
+                study.tell(trial, min(values) if minimize(metric) else max(values))
+
+
+def _quiet(message: str) -> None:
+    """The echo of a batch of trials: nothing."""
+
+
+def _mark_worker(trial: optuna.Trial) -> None:
+    """Record which process runs ``trial``, so that its death can be noticed."""
+    trial.set_user_attr("worker_pid", os.getpid())
+    trial.set_user_attr("worker_host", socket.gethostname())
+
+
+def _of_a_dead_local_worker(trial: Any) -> bool:
+    """Whether a running trial's worker ran on this machine and is gone (a study resumed
+    after all its workers died: no coordinator saw them die, and the journal file has no
+    heartbeats)."""
+    pid = trial.user_attrs.get("worker_pid")
+    if trial.user_attrs.get("worker_host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def _retry_orphans(study: optuna.Study, orphan: Callable[[Any], bool]) -> int:
+    """Mark the running trials that ``orphan`` says lost their worker failed and enqueue
+    them again (with ``retry_of``; up to RETRIES times)."""
     retried = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("worker_pid") == pid:
+        if orphan(t):
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             retries = int(t.user_attrs.get("retries", 0))
             if retries >= RETRIES:
@@ -299,7 +524,9 @@ def _run_workers(
                 continue
             del procs[pid]
             if code != 0:
-                retried = _retry_orphans(study, pid)
+                retried = _retry_orphans(
+                    study, lambda t, pid=pid: t.user_attrs.get("worker_pid") == pid
+                )
                 echo(f"worker {pid} died (exit {code}); {retried} trial(s) retried")
                 if not _done(study, trials):
                     q = subprocess.Popen([sys.executable, "-m", "trainlab", *args], env=env)
@@ -355,8 +582,13 @@ def tune(
     join: bool = False,
     quiet: bool = False,
     echo: Callable[[str], None] = print,
+    batch: int = 1,
 ) -> dict | None:
-    """Run (or resume, or join) a study; the coordinator finishes with the final run."""
+    """Run (or resume, or join) a study; the coordinator finishes with the final run.
+
+    ``batch`` > 1: every worker asks for that many trials at a time and trains them
+    together as one batched computation (:mod:`trainlab.sweep`); the search space may
+    then only vary what keeps one architecture (:func:`check_batchable`)."""
     config = load_config(config_path, overrides)
     if config.tune is None:
         raise ConfigError(
@@ -365,6 +597,10 @@ def tune(
         )
     if workers < 1:
         raise TuneError(f"--workers must be ≥ 1, got {workers}")
+    if batch < 1:
+        raise TuneError(f"--batch must be ≥ 1, got {batch}")
+    if batch > 1:
+        check_batchable(config.tune.space)
     trials = trials or config.tune.trials
     default_dir = config.name if config.name.endswith("tune") else f"{config.name}-tune"
     run_dir = Path(out) if out is not None else Path("runs") / default_dir
@@ -392,6 +628,7 @@ def tune(
             trials,
             config.tune.timeout,
             joined=True,
+            batch=batch,
         )
         return None
 
@@ -430,6 +667,10 @@ def tune(
         study.set_user_attr(
             "split", {part: getattr(split, part).tolist() for part in ("train", "val", "test")}
         )
+    # trials left running by workers that died with no coordinator to see it: again
+    orphans = _retry_orphans(study, _of_a_dead_local_worker)
+    if orphans:
+        echo(f"{orphans} trial(s) of workers that died retried")
     defaults_tried = [
         t
         for t in study.get_trials(deepcopy=False)
@@ -446,7 +687,7 @@ def tune(
 
     progress = not quiet and sys.stderr.isatty()
     if workers == 1:
-        work(config, split, store, study_name, trials, config.tune.timeout, progress)
+        work(config, split, store, study_name, trials, config.tune.timeout, progress, batch=batch)
     else:
         args = [
             "tune",
@@ -460,6 +701,8 @@ def tune(
             study_name,
             "--trials",
             str(trials),
+            "--batch",
+            str(batch),
         ]
         for pair in overrides or []:
             args += ["--set", pair]
