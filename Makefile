@@ -52,8 +52,18 @@ lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-bench: $(VENV)/.stamp-core
-	$(BIN)/python bench/optim_step.py
+$(VENV)/.stamp-bench: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP_INSTALL) -e ".[bench]"
+	touch $(VENV)/.stamp-core $@
+
+# Every benchmark in bench/ that exists, in turn (bench/examples.py is not one: it trains
+# every example over three seeds for docs/results.md). The bench extra brings Lightning and
+# Keras for bench/train_loop.py.
+BENCHES := $(filter-out bench/examples.py,$(wildcard bench/*.py))
+bench: $(VENV)/.stamp-bench
+	@set -e; for script in $(BENCHES); do \
+		echo "== $$script"; $(BIN)/python $$script; \
+	done
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis

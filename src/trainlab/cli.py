@@ -5,7 +5,10 @@ Errors a user can fix are one line on stderr and exit status 2, never a tracebac
 
 from __future__ import annotations
 
+import errno
 import math
+import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -109,11 +112,20 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean 'fix your input': printed as one line, exit status 2."""
     from trainlab.config import ConfigError
     from trainlab.data import DataError
+    from trainlab.sweep.run import SweepError
     from trainlab.train import CheckpointError, NonFiniteLossError
     from trainlab.train.run import RunError
     from trainlab.tune import TuneError
 
-    return (ConfigError, DataError, RunError, CheckpointError, NonFiniteLossError, TuneError)
+    return (
+        ConfigError,
+        DataError,
+        RunError,
+        CheckpointError,
+        NonFiniteLossError,
+        TuneError,
+        SweepError,
+    )
 
 
 @app.command()
@@ -129,6 +141,12 @@ def fit(
         None, "--resume", help="Continue the run in this directory from its last checkpoint."
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        min=1,
+        help="Train on N processes of this machine (DDP through torchrun's launcher).",
+    ),
 ) -> None:
     """Train a model from a config; writes a run directory and prints a final table."""
     from trainlab.train.run import fit as fit_run
@@ -136,7 +154,14 @@ def fit(
 
     if config is None and resume is None:
         raise typer.BadParameter("give a CONFIG file, or --resume RUN_DIR", param_hint="CONFIG")
+    if nproc > 1:
+        from trainlab.train.launch import launch_fit
+
+        launch_fit(config, set_ or [], nproc, out=out, resume=resume, quiet=quiet)
+        return
     summary = fit_run(config, set_ or [], out=out, resume=resume, quiet=quiet, echo=typer.echo)
+    if _rank() != 0:  # under torchrun, rank 0 prints
+        return
     typer.echo(format_summary(summary))
     if summary["diagnosis"]:
         from trainlab.diagnose.curves import Finding, format_findings
@@ -160,6 +185,9 @@ def tune(
         None, "--out", help="The study directory (default runs/NAME-tune)."
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    batch: int = typer.Option(
+        1, "--batch", help="Ask for K trials at a time and train them together (batched)."
+    ),
 ) -> None:
     """Search the config's tune.space on the validation split, retrain the winner and
     evaluate it on the test split once."""
@@ -177,6 +205,7 @@ def tune(
         join=join,
         quiet=quiet,
         echo=typer.echo,
+        batch=batch,
     )
     if summary is not None:
         typer.echo(format_tune_summary(summary))
@@ -235,6 +264,32 @@ def compare(
         raise typer.BadParameter(str(err)) from None
     typer.echo(format_comparison(result))
     typer.echo(f"report: {result['report']}")
+
+
+@app.command()
+def sweep(
+    config: Path = typer.Argument(..., help="The experiment config (YAML)."),
+    vary: list[str] = typer.Option(
+        None,
+        "--vary",
+        help="KEY=SPEC: logspace(a,b,n), linspace(a,b,n), a YAML list or v1,v2,… "
+        "(repeatable: the grid is their product).",
+    ),
+    seeds: int = typer.Option(1, help="Seeds of every variant: the config's seed, +1, …"),
+    set_: list[str] = typer.Option(None, "--set", help="Override a config key (repeatable)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="The sweep directory (default runs/NAME-sweep)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train many variants of one model together, batched; writes each run, a table, a report."""
+    from trainlab.sweep.run import format_sweep
+    from trainlab.sweep.run import sweep as run_sweep
+
+    result = run_sweep(
+        config, vary or [], seeds=seeds, overrides=set_ or [], out=out, quiet=quiet, echo=typer.echo
+    )
+    typer.echo(format_sweep(result))
 
 
 @app.command()
@@ -371,10 +426,55 @@ def datasets() -> None:
         )
 
 
+def _rank() -> int:
+    """This process's rank under torchrun (0 otherwise)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def _lost_peer(err: Exception) -> str | None:
+    """In a distributed run, a collective that failed because another rank is gone."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return None
+    import torch.distributed as dist
+
+    if isinstance(err, dist.DistError) or "gloo" in str(err).lower():
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return f"lost contact with the other processes ({first[:200]})"
+    return None
+
+
+def _out_of_memory(err: Exception) -> str | None:
+    """The allocator refused memory (CPU or GPU): what to change, in one line."""
+    import torch
+
+    text = str(err)
+    if not (
+        isinstance(err, (MemoryError, torch.OutOfMemoryError))
+        or (isinstance(err, RuntimeError) and "can't allocate memory" in text)
+    ):
+        return None
+    asked = re.search(r"tried to allocate ([\d.]+ ?[A-Za-z]+)", text, re.IGNORECASE)
+    size = f": {asked.group(1)} asked for" if asked else ""
+    return (
+        f"out of memory{size}; use a smaller train.batch_size or a smaller model "
+        f"(model.hidden, model.channels)"
+    )
+
+
+#: OSErrors the user's environment causes (full disk, no permission, read-only file
+#: system, quota): one line, exit status 2, like any error the user can fix.
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors become one line on stderr and exit 2."""
     # a warning is one line too (no source line): "trainlab: warning: …"
     warnings.formatwarning = lambda message, *args, **kwargs: f"trainlab: warning: {message}\n"
+    if _rank() != 0:  # under torchrun every rank would repeat rank 0's warnings
+        warnings.simplefilter("ignore")
     try:
         code = app(args=argv, standalone_mode=False)
     except _click_errors.UsageError as err:
@@ -386,13 +486,41 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"trainlab: error: {err.format_message()}", err=True)
         sys.exit(2)
     except Exception as err:
+        from trainlab.train.launch import LaunchError
+
+        if isinstance(err, LaunchError):  # a rank of `fit --nproc` failed
+            if str(err):
+                typer.echo(f"trainlab: error: {err}", err=True)
+            sys.exit(err.exit_code)
+        from trainlab.train.run import RunInterrupted
+
+        if isinstance(err, RunInterrupted):  # SIGINT/SIGTERM: the epoch is saved
+            if _rank() == 0:
+                typer.echo(f"trainlab: {err}", err=True)
+            sys.exit(err.exit_status)
+        if isinstance(err, OSError) and err.errno in _ENVIRONMENT_ERRNOS:
+            where = f" ({err.filename})" if err.filename else ""
+            typer.echo(f"trainlab: error: {err.strerror or err}{where}", err=True)
+            sys.exit(2)
         if not isinstance(err, _user_errors()):
+            lost = _lost_peer(err)
+            if lost:
+                if not os.environ.get("TRAINLAB_LAUNCHED"):  # else the launcher reports
+                    typer.echo(f"trainlab: error: rank {_rank()}: {lost}", err=True)
+                sys.exit(1)
+            memory = _out_of_memory(err)
+            if memory:
+                typer.echo(f"trainlab: error: {memory}", err=True)
+                sys.exit(2)
             raise
-        typer.echo(f"trainlab: error: {err}", err=True)
+        if _rank() == 0:  # every rank has the same error: one line
+            typer.echo(f"trainlab: error: {err}", err=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("trainlab: interrupted", err=True)
         sys.exit(130)
+    if code == 130:  # typer turns a KeyboardInterrupt in a command into exit code 130
+        typer.echo("trainlab: interrupted", err=True)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,15 +32,36 @@ from trainlab import data as tl_data
 from trainlab import models, optim, preprocess
 from trainlab.config import Config, ConfigError, config_dict, load_config, save_config
 
-from .callbacks import Checkpoint, EarlyStopping, MetricsLog, Progress, TensorBoard
+from . import distributed
+from .callbacks import Checkpoint, EarlyStopping, MetricsLog, Progress, StopOnSignal, TensorBoard
 from .checkpoint import load_checkpoint
 from .trainer import TASK_METRICS, Trainer, default_loss, history_best, resolve_device
 
-__all__ = ["RunError", "Run", "Pieces", "build", "find_lr", "prepare", "fit", "seed_everything"]
+__all__ = [
+    "RunError",
+    "RunInterrupted",
+    "Run",
+    "Pieces",
+    "build",
+    "find_lr",
+    "prepare",
+    "fit",
+    "seed_everything",
+]
 
 
 class RunError(ValueError):
     """A problem with the run directory or the run's inputs that the user can fix."""
+
+
+class RunInterrupted(Exception):
+    """Training stopped on SIGINT or SIGTERM once its last epoch was saved. ``str(err)``
+    is one line with the command that resumes the run; ``exit_status`` is 128 + the
+    signal's number (130 for SIGINT, 143 for SIGTERM), as a shell reports a signal."""
+
+    def __init__(self, message: str, exit_status: int):
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -241,8 +264,10 @@ def prepare(
                 f"{key}: {metric!r} is not logged by this run "
                 f"({dataset.task}); logged: {', '.join(logged)}"
             )
-    if not resuming:  # every check passed: now the run directory is made
+    main = distributed.is_main()  # in a distributed run, rank 0 alone writes
+    if not resuming and main:  # every check passed: now the run directory is made
         _create(run_dir)
+        save_config(config, run_dir / "config.yaml")  # first: from here on --resume works
         pieces.split.save(split_path)
         if finder is not None:
             finder.plot(run_dir / "lr_find.png")
@@ -255,7 +280,7 @@ def prepare(
         MetricsLog(run_dir / "metrics.jsonl"),
         Progress(config.train.epochs, enabled=None if not quiet else False),
     ]
-    if _tensorboard_available():
+    if main and _tensorboard_available():
         callbacks.append(TensorBoard(run_dir / "tensorboard"))
     checkpoint = Checkpoint(
         run_dir / "checkpoints", metric=monitor, every=config.train.checkpoint_every
@@ -301,37 +326,65 @@ def fit(
     quiet: bool = False,
     echo: Callable[[str], None] = print,
 ) -> dict:
-    """Train from a config (or continue the run in ``resume``); returns the summary."""
+    """Train from a config (or continue the run in ``resume``); returns the summary.
+
+    Under torchrun every rank calls this: rank 0 picks the run directory and alone writes
+    to it and prints; every rank trains and evaluates its share (docs/distributed.md)."""
+    if distributed.requested():
+        try:
+            return _fit(config_path, overrides, out, resume, quiet, echo)
+        finally:
+            distributed.shutdown()
+    return _fit(config_path, overrides, out, resume, quiet, echo)
+
+
+def _fit(
+    config_path: str | Path | None,
+    overrides: list[str] | None,
+    out: str | Path | None,
+    resume: str | Path | None,
+    quiet: bool,
+    echo: Callable[[str], None],
+) -> dict:
     if resume is not None:
         run_dir = Path(resume)
-        saved = run_dir / "config.yaml"
-        if not saved.is_file():
-            raise RunError(
-                f"cannot resume {run_dir}: no config.yaml there (is it a run directory?)"
-            )
-        _check_resume_overrides(overrides or [])
-        config = load_config(saved, overrides)
-        last = run_dir / "checkpoints" / "last.pt"
-        if not last.is_file():
-            raise RunError(
-                f"cannot resume {run_dir}: no checkpoint {last} (it was stopped "
-                "before its first epoch ended; start it again)"
-            )
-        state = load_checkpoint(last)
+        config, last = resumable(run_dir, overrides or [])
+        state = load_checkpoint(last) if last is not None else None
     else:
         config = load_config(config_path, overrides)
-        run_dir = _new_run_dir(config, out)
+        distributed.init(resolve_device(config.train.device))
+        run_dir = Path(distributed.on_main(_new_run_dir, config, out))
         state = None
-    run = prepare(config, run_dir, resuming=resume is not None, quiet=quiet, echo=echo)
-    save_config(config, run_dir / "config.yaml")
+    distributed.init(resolve_device(config.train.device))
+    main = distributed.is_main()
+    if not main:
+        echo = _silent
+    if resume is not None and state is None and main:  # killed before its first checkpoint
+        (run_dir / "checkpoints" / "best.pt").unlink(missing_ok=True)
+    run = prepare(config, run_dir, resuming=state is not None, quiet=quiet, echo=echo)
+    if main and state is not None and overrides:  # a new run's is written by prepare
+        save_config(config, run_dir / "config.yaml")
     echo(f"run directory: {run_dir}")
     trainer = run.trainer
     if state is not None:
         trainer.load_state_dict(state["trainer"], train_loader=run.loaders["train"])
         echo(f"resuming after epoch {trainer.epoch} of {config.train.epochs}")
+    elif resume is not None:
+        echo("no checkpoint yet (stopped before its first epoch ended): starting it again")
     started = time.perf_counter()
-    trainer.fit(run.loaders["train"], run.loaders.get("val"), epochs=config.train.epochs)
+    with StopOnSignal() as stop:
+        trainer.callbacks.append(stop)  # after Checkpoint: the stopping epoch is saved
+        trainer.fit(run.loaders["train"], run.loaders.get("val"), epochs=config.train.epochs)
+    if stop.stopped or stop.received is not None:  # saved; the summary is left to --resume
+        raise RunInterrupted(
+            f"interrupted by {stop.name or 'a signal'} after epoch {trainer.epoch} of "
+            f"{config.train.epochs}, which is saved in {run.checkpoint.last}; resume with: "
+            f"trainlab fit --resume {shlex.quote(str(run_dir))}",
+            128 + (stop.received or signal.SIGTERM),
+        )
     summary = summarize(run, time.perf_counter() - started)
+    if not main:
+        return summary
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     from trainlab.report import write_report
 
@@ -340,9 +393,33 @@ def fit(
     return summary
 
 
+def resumable(run_dir: Path, overrides: list[str]) -> tuple[Config, Path | None]:
+    """The config of the run in ``run_dir`` (with the ``overrides`` a resume may make) and
+    its last checkpoint (None when it was stopped before its first checkpoint: it then
+    starts again, in the same directory).
+
+    Raises
+    ------
+    RunError
+        When ``run_dir`` is no run directory or an override changes what the run is.
+    """
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise RunError(f"cannot resume {run_dir}: no config.yaml there (is it a run directory?)")
+    _check_resume_overrides(overrides)
+    config = load_config(saved, overrides)
+    last = run_dir / "checkpoints" / "last.pt"
+    return config, last if last.is_file() else None
+
+
+def _silent(message: str) -> None:
+    """The echo of ranks other than 0: they print nothing."""
+
+
 def summarize(run: Run, seconds: float) -> dict:
     """Evaluate the best epoch's weights on every split (the test split only here, once)."""
     trainer = run.trainer
+    distributed.barrier()  # rank 0 has written best.pt
     if run.checkpoint.best.is_file():
         trainer.model.load_state_dict(load_checkpoint(run.checkpoint.best)["model"])
     best = history_best(trainer.history, run.checkpoint.tracker.metric)
@@ -354,6 +431,7 @@ def summarize(run: Run, seconds: float) -> dict:
         "best_epoch": best[0] if best else None,
         "epochs_run": trainer.epoch,
         "steps": trainer.step,
+        "skipped_steps": trainer.skipped_steps,
         "seconds": round(seconds, 2),
     }
     for name in ("train", "val", "test"):

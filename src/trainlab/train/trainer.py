@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -12,6 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from trainlab.config import ConfigError
+
+from . import distributed
 
 __all__ = [
     "Trainer",
@@ -30,47 +35,115 @@ TASK_METRICS = {"classification": ("loss", "accuracy"), "regression": ("loss", "
 
 
 class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; ``str(err)`` says what to do."""
+    """The training loss became NaN or infinite (or the gradient did, for
+    :data:`MAX_SKIPPED_IN_A_ROW` steps in a row); ``str(err)`` says what to do."""
+
+
+#: A step whose gradient holds an inf or a NaN is skipped; this many in a row stop the run.
+MAX_SKIPPED_IN_A_ROW = 10
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` → a CUDA GPU when present, else the CPU."""
+    """``"auto"`` → a CUDA GPU when present, else the CPU.
+
+    Raises
+    ------
+    ConfigError
+        For a device this machine does not have (``train.device``).
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    device = torch.device(device)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        missing = (device.index or 0) >= count
+        have = f"{count} CUDA GPU{'s' if count != 1 else ''}"
+    elif device.type == "mps":
+        missing, have = not torch.backends.mps.is_available(), "no MPS (Apple GPU)"
+    else:
+        missing = False
+    if missing:
+        raise ConfigError(
+            f"train.device: {str(device)!r} is not available, this machine has {have}; "
+            f"use auto or cpu"
+        )
+    return device
 
 
 class _Sums:
     """Running sums over batches, so a metric over a whole split is exact, not a mean of
-    per-batch means (batches may differ in size)."""
+    per-batch means (batches may differ in size).
 
-    def __init__(self, task: str):
-        self.task, self.n, self.loss = task, 0, 0.0
-        self.correct = 0
-        self.sse = self.sum_y = self.sum_y2 = 0.0
+    Adding a batch computes nothing and reads nothing back to the host: its outputs,
+    targets and loss are kept as they are (on the device) and reduced together every
+    :attr:`FOLD_BATCHES` batches (sooner when they hold :attr:`FOLD_NUMEL` output
+    elements), into one tensor ``[n, Σ_b n_b·loss_b, correct, sse, Σ y, Σ y²]`` on the
+    device (float64; float32 on MPS, which has no float64): a few operations per fold
+    instead of a few per batch. A distributed run all-reduces that one tensor
+    (:meth:`totals`); :meth:`result` reads it in one transfer.
+    """
+
+    FIELDS = ("n", "loss", "correct", "sse", "sum_y", "sum_y2")
+    FOLD_BATCHES = 64
+    FOLD_NUMEL = 1 << 22  # bounds the memory held by pending outputs
+
+    def __init__(self, task: str, device: torch.device | str = "cpu"):
+        self.task = task
+        device = torch.device(device)
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        self._totals = torch.zeros(len(self.FIELDS), dtype=dtype, device=device)
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._pending_numel = 0
 
     def update(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
-        n = y.shape[0]
-        self.n += n
-        self.loss += loss.item() * n
+        """Add a batch: its outputs, targets and mean loss (detached; kept, not copied,
+        until the next fold)."""
+        self._pending.append((out, y, loss))
+        self._pending_numel += out.numel()
+        if len(self._pending) >= self.FOLD_BATCHES or self._pending_numel >= self.FOLD_NUMEL:
+            self._fold()
+
+    def _fold(self) -> None:
+        if not self._pending:
+            return
+        outs, ys, losses = zip(*self._pending)
+        self._pending, self._pending_numel = [], 0
+        dtype, device = self._totals.dtype, self._totals.device
+        sizes = torch.tensor([t.shape[0] for t in ys], dtype=dtype, device=device)
+        # each loss is its batch's mean: Σ_b n_b·loss_b is the split's sum of losses
+        terms = [sizes.sum(), (torch.stack(losses).reshape(-1).to(dtype) * sizes).sum()]
+        y, zero = torch.cat(ys), sizes.new_zeros(())
         if self.task == "classification":
-            self.correct += (out.argmax(dim=1) == y).sum().item()
+            terms += [(torch.cat(outs).argmax(dim=1) == y).sum().to(dtype), zero, zero, zero]
         else:
-            pred = out.reshape(y.shape)
-            self.sse += ((pred - y) ** 2).sum().item()
-            self.sum_y += y.sum().item()
-            self.sum_y2 += (y**2).sum().item()
+            pred = torch.cat([o.reshape(t.shape) for o, t in zip(outs, ys)]).to(dtype)
+            y = y.to(dtype)
+            terms += [zero, ((pred - y) ** 2).sum(), y.sum(), (y**2).sum()]
+        self._totals += torch.stack(terms)  # in the order of FIELDS
+
+    def totals(self) -> torch.Tensor:
+        """The sums so far as one tensor on the device, in the order of :attr:`FIELDS`."""
+        self._fold()
+        return self._totals
+
+    def all_reduce(self) -> _Sums:
+        """Sum over the ranks of a distributed run (every rank gets the totals)."""
+        distributed.all_reduce_sum(self.totals())
+        return self
 
     def result(self) -> dict[str, float]:
-        if self.n == 0:
+        """loss = Σ_b n_b·loss_b / n; accuracy = correct / n; mse = sse / n;
+        r2 = 1 − sse / (Σ y² − (Σ y)² / n) (nan when the targets do not vary)."""
+        n, loss, correct, sse, sum_y, sum_y2 = self.totals().tolist()
+        if n == 0:
             return {}
-        metrics = {"loss": self.loss / self.n}
+        metrics = {"loss": loss / n}
         if self.task == "classification":
-            metrics["accuracy"] = self.correct / self.n
+            metrics["accuracy"] = correct / n
         else:
-            metrics["mse"] = self.sse / self.n
-            sst = self.sum_y2 - self.sum_y**2 / self.n
-            metrics["r2"] = 1.0 - self.sse / sst if sst > 0 else float("nan")
+            metrics["mse"] = sse / n
+            sst = sum_y2 - sum_y**2 / n
+            metrics["r2"] = 1.0 - sse / sst if sst > 0 else float("nan")
         return metrics
 
 
@@ -99,6 +172,15 @@ class Trainer:
     device : str
         ``"auto"`` (a GPU when present), ``"cpu"``, ``"cuda"``, …
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the Trainer joins the process group (gloo on
+    the CPU, NCCL on ``cuda:LOCAL_RANK``), trains ``DistributedDataParallel(model)``,
+    gives each rank its share of every batch of a :class:`~trainlab.data.TensorLoader`
+    (the batch size stays global; each rank's loss is weighted by its share, so the
+    gradient is the global batch's), all-reduces the metrics, and calls the callbacks on
+    rank 0 only — except those with ``all_ranks = True`` (early stopping, which every
+    rank must apply alike). Dropout draws from a generator seeded per (seed, epoch, rank),
+    so a run resumed at an epoch boundary continues exactly. See docs/distributed.md.
+
     A history is a list of one dict per epoch: ``epoch``, ``train_<metric>``,
     ``val_<metric>``, ``lr``, ``seconds`` — the lines of ``metrics.jsonl``.
     """
@@ -115,8 +197,16 @@ class Trainer:
     ):
         if task not in TASK_METRICS:
             raise ValueError(f"task must be one of {', '.join(TASK_METRICS)}; got {task!r}")
-        self.device = resolve_device(device)
+        self.device = distributed.rank_device(resolve_device(device))
+        self.world = distributed.init(self.device)
         self.model = model.to(self.device)
+        self.net: nn.Module = self.model  # what the training forward calls
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+            self._seed = torch.initial_seed()
         self.optimizer = optimizer
         self.task = task
         self.loss_fn = loss or default_loss(task)
@@ -125,6 +215,9 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps taken
+        self.skipped_steps = 0  # of them, skipped for a non-finite gradient
+        self._skipped_in_a_row = 0
+        self._grad_flags: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self.stop = False  # a callback sets it to end training after this epoch
         self.train_loader: Any = None
 
@@ -133,28 +226,41 @@ class Trainer:
         """Train until ``epochs`` epochs are complete (counting those already done)."""
         self.train_loader = train
         self.stop = False
+        world = self.world
+        if world.distributed and hasattr(train, "shard"):
+            train.shard(world.rank, world.size)
         self._call("on_fit_start")
         while self.epoch < epochs and not self.stop:
             started = time.perf_counter()
             if hasattr(train, "set_epoch"):
                 train.set_epoch(self.epoch)
+            if world.distributed:  # dropout: its own stream per rank and epoch
+                torch.manual_seed((self._seed * 1_000_003 + self.epoch) * 1009 + world.rank)
             self.model.train()
-            sums = _Sums(self.task)
+            sums = _Sums(self.task, self.device)
+            batch_hooks = self._hooks("on_batch_end")
             for xb, yb in train:
                 xb, yb = xb.to(self.device), yb.to(self.device)
-                out = self.model(xb)
+                out = self.net(xb)
                 loss = self.loss_fn(out, yb)
-                if not torch.isfinite(loss):
+                # The one read of the step back to the host: the guard and the batch hooks
+                # share it; the metrics stay on the device (_Sums).
+                value = loss.item()
+                if not math.isfinite(value):
                     self._non_finite(loss)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                self._weighted(loss, len(yb), train).backward()
+                self._skip_if_non_finite_gradient(loss)
                 self.optimizer.step()
                 if self.scheduler is not None:
                     self.scheduler.step()
                 self.step += 1
                 sums.update(out.detach(), yb, loss.detach())
-                self._call("on_batch_end", loss.item())
+                for hook in batch_hooks:
+                    hook(self, value)
             logs: dict[str, float] = {"epoch": self.epoch + 1}
+            if world.distributed:
+                sums.all_reduce()
             logs.update({f"train_{k}": v for k, v in sums.result().items()})
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in self.evaluate(val).items()})
@@ -166,12 +272,33 @@ class Trainer:
         self._call("on_fit_end")
         return self.history
 
+    def _weighted(self, loss: torch.Tensor, n: int, loader: Any) -> torch.Tensor:
+        # DDP averages the ranks' gradients; a rank whose share of the global batch is not
+        # 1/size (the last batch of an epoch) weights its mean loss by share·size.
+        total = getattr(loader, "batch_samples", 0)
+        size = self.world.size
+        if size > 1 and total and n * size != total:
+            return loss * (n * size / total)
+        return loss
+
+    def _shard_for_eval(self, data: Any) -> Any:
+        # Each rank evaluates a contiguous 1/size of the samples (none is dropped); the
+        # sums are all-reduced.
+        if not (self.world.distributed and hasattr(data, "shard") and hasattr(data, "X")):
+            return data
+        rank, size = self.world.rank, self.world.size
+        X = torch.tensor_split(data.X, size)[rank]
+        y = torch.tensor_split(data.y, size)[rank]
+        return type(data)(X, y, batch_size=data.batch_size, shuffle=False)
+
     @torch.no_grad()
     def evaluate(self, data: Any) -> dict[str, float]:
-        """Metrics of the model in eval mode over a loader of ``(x, y)`` batches."""
+        """Metrics of the model in eval mode over a loader of ``(x, y)`` batches (in a
+        distributed run: each rank evaluates its share, the sums are all-reduced)."""
+        data = self._shard_for_eval(data)
         was_training = self.model.training
         self.model.eval()
-        sums = _Sums(self.task)
+        sums = _Sums(self.task, self.device)
         try:
             for xb, yb in data:
                 xb, yb = xb.to(self.device), yb.to(self.device)
@@ -179,26 +306,93 @@ class Trainer:
                 sums.update(out, yb, self.loss_fn(out, yb))
         finally:
             self.model.train(was_training)
+        if self.world.distributed:
+            sums.all_reduce()
         return sums.result()
 
-    def _non_finite(self, loss: torch.Tensor) -> None:
+    def _non_finite(self, loss: torch.Tensor, what: str | None = None) -> None:
         lr = self.optimizer.param_groups[0]["lr"]
+        base = self.optimizer.param_groups[0].get("initial_lr", lr)  # before the schedule
         where = f"epoch {self.epoch + 1}, step {self.step + 1}"
         # the failed epoch is logged (so a diagnosis sees it) but never checkpointed
         self.history.append({"epoch": self.epoch + 1, "train_loss": loss.item(), "lr": lr})
         self._call("on_non_finite")
+        what = what or f"the training loss became {loss.item()}"
         raise NonFiniteLossError(
-            f"the training loss became {loss.item()} at {where} (lr {lr:g}): the learning "
-            "rate is probably too high; lower it 3–10× (e.g. --set optimizer.lr="
-            f"{lr / 3:.3g}) and start the run again; the checkpoint of the last finite "
-            "epoch is kept"
+            f"{what} at {where} (lr {lr:g}): the learning rate is probably too high; lower "
+            f"it 3–10× (e.g. --set optimizer.lr={base / 3:.3g}) and start the run again; the "
+            "checkpoint of the last finite epoch is kept"
+        )
+
+    def _skip_if_non_finite_gradient(self, loss: torch.Tensor) -> None:
+        """Drop every gradient when one holds an inf or a NaN (a finite loss can still
+        overflow in the backward pass, e.g. in float16), so the optimizer step changes
+        nothing; count the step in ``skipped_steps`` and warn. The schedule still advances.
+        :data:`MAX_SKIPPED_IN_A_ROW` skipped steps in a row stop the run
+        (:class:`NonFiniteLossError`)."""
+        by_device: dict[torch.device, list[torch.Tensor]] = {}
+        for group in self.optimizer.param_groups:  # cheaper than walking the model's modules
+            for p in group["params"]:
+                if p.grad is not None:
+                    g = p.grad.coalesce().values() if p.grad.is_sparse else p.grad
+                    by_device.setdefault(g.device, []).append(g)
+        found = False
+        for device, grads in by_device.items():  # GradScaler's fused check, with scale 1
+            if device not in self._grad_flags:
+                self._grad_flags[device] = (
+                    torch.zeros(1, device=device),
+                    torch.ones(1, device=device),
+                )
+            flag, one = self._grad_flags[device]
+            flag.zero_()
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, flag, one)
+            found = found or bool(flag.item())
+        if not found:
+            self._skipped_in_a_row = 0
+            return
+        bad = [
+            name
+            for name, p in self.model.named_parameters()
+            if p.grad is not None and not bool(torch.isfinite(p.grad).all())
+        ]
+        self.optimizer.zero_grad(set_to_none=True)  # no gradient: the step is a no-op
+        self.skipped_steps += 1
+        self._skipped_in_a_row += 1
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        if self._skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+            self._non_finite(
+                loss,
+                f"the gradient was not finite for {self._skipped_in_a_row} steps in a row "
+                f"({shown})",
+            )
+        warnings.warn(
+            f"step {self.step + 1} (epoch {self.epoch + 1}) skipped: the gradient of "
+            f"{shown} is not finite; {self.skipped_steps} step(s) skipped so far",
+            RuntimeWarning,
+            stacklevel=3,
         )
 
     def _call(self, hook: str, *args: Any) -> None:
+        for method in self._hooks(hook):
+            method(self, *args)
+
+    def _hooks(self, hook: str) -> list[Callable[..., Any]]:
+        """The callbacks' ``hook`` methods this process calls, in order; the no-op defaults
+        of :class:`~trainlab.train.callbacks.Callback` are left out, so a per-batch hook
+        that no callback implements costs nothing."""
+        from .callbacks import Callback  # callbacks.py imports this module
+
+        default = getattr(Callback, hook, None)
+        main = self.world.main
+        methods = []
         for cb in self.callbacks:
+            if not main and not getattr(cb, "all_ranks", False):
+                continue  # only rank 0 writes
             method = getattr(cb, hook, None)
-            if method is not None:
-                method(self, *args)
+            inherited = default is not None and getattr(method, "__func__", None) is default
+            if method is not None and not inherited:
+                methods.append(method)
+        return methods
 
     # --- state ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -209,6 +403,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "epoch": self.epoch,
             "step": self.step,
+            "skipped_steps": self.skipped_steps,
             "history": list(self.history),
             "loader": self.train_loader.state_dict()
             if hasattr(self.train_loader, "state_dict")
@@ -229,6 +424,7 @@ class Trainer:
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.skipped_steps = int(state.get("skipped_steps", 0))
         self.history = list(state["history"])
         loader = train_loader or self.train_loader
         if loader is not None and state.get("loader") is not None:
