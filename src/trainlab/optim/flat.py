@@ -206,6 +206,14 @@ def _compiled(source: str):
     return _COMPILED[source]
 
 
+def _scalar_dtype(dtype: torch.dtype) -> torch.dtype:
+    # The numbers in the precision eager arithmetic uses for a Python float with a tensor
+    # of this dtype (float32 for float32 and half precision), so the compiled loop stays
+    # in that precision: float64 numbers would make it compute, at half the vector width,
+    # in float64.
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def _run_compiled(opt, group, p, g, state, step) -> bool:
     """One compiled pass of ``opt.update``; False when the compiler is not available."""
     global _compile_failed
@@ -222,7 +230,7 @@ def _run_compiled(opt, group, p, g, state, step) -> bool:
     new = source not in _COMPILED
     start = time.perf_counter()
     try:
-        scalars = torch.tensor(kernel.scalars, dtype=torch.float64, device=p.device)
+        scalars = torch.tensor(kernel.scalars, dtype=_scalar_dtype(p.dtype), device=p.device)
         _compiled(source)(*buffers, scalars)
     except Exception as err:  # noqa: BLE001 - a compiler failure must never stop training
         _compile_failed = True
