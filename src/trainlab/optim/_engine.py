@@ -359,6 +359,10 @@ class Optimizer(torch.optim.Optimizer):
                 if key != "step" and torch.is_tensor(value) and value.is_floating_point():
                     self.state[p][key] = value.to(device=p.device, dtype=torch.float32)
 
+    #: Tells a training loop that ``zero_grad(set_to_none=False)`` is the fast reset here
+    #: (the Trainer then uses it): flat gradient buffers are zeroed in one pass.
+    zeroes_flat_gradients = True
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients, as :meth:`torch.optim.Optimizer.zero_grad` does.
 

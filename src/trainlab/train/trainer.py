@@ -208,6 +208,9 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=ids)
             self._seed = torch.initial_seed()
         self.optimizer = optimizer
+        # trainlab's flat optimizers keep the gradients as views of one buffer: zeroing it
+        # in place lets backward accumulate there, so a step copies no gradient
+        self._grads_to_none = not getattr(optimizer, "zeroes_flat_gradients", False)
         self.task = task
         self.loss_fn = loss or default_loss(task)
         self.scheduler = scheduler
@@ -248,7 +251,7 @@ class Trainer:
                 value = loss.item()
                 if not math.isfinite(value):
                     self._non_finite(loss)
-                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer.zero_grad(set_to_none=self._grads_to_none)
                 self._weighted(loss, len(yb), train).backward()
                 self._skip_if_non_finite_gradient(loss)
                 self.optimizer.step()
