@@ -15,6 +15,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
+from signal import SIGINT, SIGTERM
 
 from .run import RunError
 
@@ -102,11 +103,13 @@ def launch_fit(
 
 
 def _failure(err, nproc: int, run_dir: Path) -> LaunchError:
-    # The cause, not its echo: a rank killed by a signal, else one with a user error (2),
-    # else the earliest; the ranks that lost their peer exit 1 after it.
+    # The cause, not its echoes: a rank killed by a signal other than the SIGTERM/SIGINT
+    # the launcher sends the survivors, else a user error (exit 2), else the earliest; the
+    # ranks that lost their peer exit 1 after it.
     def cause(item):
         failure = item[1]
-        return (failure.exitcode >= 0, failure.exitcode != 2, failure.timestamp, item[0])
+        killed = failure.exitcode < 0 and -failure.exitcode not in (SIGTERM, SIGINT)
+        return (not killed, failure.exitcode != 2, failure.timestamp, item[0])
 
     rank, failure = min(err.failures.items(), key=cause)
     resume = f"trainlab fit --resume {run_dir} --nproc {nproc}"
