@@ -34,7 +34,7 @@ What is measured
    /proc/self/clear_refs) after the first chunk and at the end, and the size of the
    data. The streamed 1× fit is compared with ``fit`` on the concatenation in memory.
 
-Run ``python bench/whiten.py`` (about a minute on 2 cores; it writes 2.2 GB of temporary
+Run ``python bench/whiten.py`` (about 30 s on 2 idle cores; it writes 2.2 GB of temporary
 files, removed afterwards), ``--quick`` for a smoke test, ``--json PATH`` to save the
 results.
 """
@@ -419,6 +419,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the benchmark, print the report, optionally write JSON; return the results."""
     args = parse_args(argv)
+    if not args.child_file:
+        import sklearn.decomposition  # loads SciPy's BLAS too, before threadpool_limits
     if args.threads:
         from threadpoolctl import threadpool_limits
 

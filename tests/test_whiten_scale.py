@@ -140,6 +140,8 @@ def test_fit_of_a_read_only_memory_map_equals_fit_of_the_array_and_leaves_it_rea
     z = white.transform(mapped)
     assert _rel(white.covariance_, Whiten().fit(x).covariance_) == 0.0
     assert not mapped.flags.writeable and z.flags.writeable
+    as_tensor, _ = preprocess._as_tensor(mapped, "test")
+    assert as_tensor.data_ptr() == mapped.ctypes.data  # the file's pages, not a copy
 
 
 # ------------------------------------------------------------------------- bad input

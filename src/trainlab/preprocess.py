@@ -207,9 +207,9 @@ def _eigh(c: Tensor) -> tuple[Tensor, Tensor]:
     """``torch.linalg.eigh`` of a symmetric D×D matrix; on one thread on the CPU up to D = 1024.
 
     The eigendecomposition is hundreds of short parallel steps; when other processes hold
-    the cores, every step of a multi-threaded run waits for one (D = 256 on 2 busy cores:
-    median 90 ms on 2 threads, 15 ms on 1). On an idle machine the second thread saves
-    about 1 ms there (3.8 against 4.7 ms).
+    the cores, every step of a multi-threaded run waits for one. D = 256 on 2 cores: a
+    median of 90 ms on 2 threads against 15 ms on 1 while other processes were busy; idle,
+    3.2 against 3.8 ms at best.
     """
     if c.device.type != "cpu" or c.shape[0] > _EIGH_ONE_THREAD_MAX_D:
         return torch.linalg.eigh(c)
