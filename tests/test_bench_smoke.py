@@ -5,10 +5,8 @@ No timing thresholds: only the structure of the results is checked.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,15 +15,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "optim_step.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("optim_step", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+def bench(bench_module):
+    return bench_module
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,8 @@ No timing thresholds: only the structure of the results and the agreement are ch
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import torch
@@ -16,17 +14,13 @@ import torch
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "sweep.py"
 
 
-def test_the_sweep_benchmark_measures_both_ways_and_they_agree(tmp_path):
-    spec = importlib.util.spec_from_file_location("sweep_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
+def test_the_sweep_benchmark_measures_both_ways_and_they_agree(bench_module, tmp_path):
     threads = torch.get_num_threads()
+    path = tmp_path / "bench.json"
     try:
-        spec.loader.exec_module(module)
-        path = tmp_path / "bench.json"
-        results = module.main(["--quick", "--rounds", "1", "--threads", "1", "--json", str(path)])
+        argv = ["--quick", "--rounds", "1", "--threads", "1", "--json", str(path)]
+        results = bench_module.main(argv)
     finally:
-        sys.modules.pop(spec.name, None)
         torch.set_num_threads(threads)
     assert results["K"] == 4 and len(results["rounds"]) == 1
     r = results["rounds"][0]

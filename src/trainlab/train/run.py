@@ -352,10 +352,10 @@ def _fit(
         state = load_checkpoint(last) if last is not None else None
     else:
         config = load_config(config_path, overrides)
-        distributed.init(resolve_device(config.train.device))
+    distributed.init(resolve_device(config.train.device))  # a no-op without torchrun
+    if resume is None:  # rank 0 picks the directory (a timestamp), every rank uses it
         run_dir = Path(distributed.on_main(_new_run_dir, config, out))
         state = None
-    distributed.init(resolve_device(config.train.device))
     main = distributed.is_main()
     if not main:
         echo = _silent
