@@ -169,24 +169,40 @@ class _BatchNormStats:
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(input)
+        if self.training and self._synced():
+            # The weights are being trained: exact statistics from before are stale.
+            self._has_exact_stats = False
+            return self._sync_forward(input)
+        return self.normalize(
+            input,
+            self.weight,
+            self.bias,
+            self.running_mean,
+            self.running_var,
+            self.num_batches_tracked,
+        )
+
+    def normalize(
+        self,
+        input: torch.Tensor,
+        weight: torch.Tensor | None,
+        bias: torch.Tensor | None,
+        running_mean: torch.Tensor | None,
+        running_var: torch.Tensor | None,
+        num_batches_tracked: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The forward pass (one process, no ``sync``) with these tensors standing for the
+        layer's parameters and buffers: :mod:`trainlab.sweep` runs the layers of K models
+        as one layer on their stacked tensors with it. The buffers are updated in place."""
         if self.training:
             # The weights are being trained: exact statistics from before are stale.
             self._has_exact_stats = False
-            if self._synced():
-                return self._sync_forward(input)
             if self.stats == "exact":  # batch statistics; the buffers are left alone
-                return F.batch_norm(input, None, None, self.weight, self.bias, True, 0.0, self.eps)
-            self.num_batches_tracked.add_(1)
-            factor = self._factor()
+                return F.batch_norm(input, None, None, weight, bias, True, 0.0, self.eps)
+            num_batches_tracked.add_(1)
+            factor = self._factor(num_batches_tracked)
             return F.batch_norm(
-                input,
-                self.running_mean,
-                self.running_var,
-                self.weight,
-                self.bias,
-                True,
-                factor,
-                self.eps,
+                input, running_mean, running_var, weight, bias, True, factor, self.eps
             )
         if self.stats == "exact" and not self._has_exact_stats:
             raise RuntimeError(
@@ -194,20 +210,11 @@ class _BatchNormStats:
                 "current weights: call trainlab.nn.recalibrate(model, train_loader) after "
                 "training and before evaluating"
             )
-        return F.batch_norm(
-            input,
-            self.running_mean,
-            self.running_var,
-            self.weight,
-            self.bias,
-            False,
-            0.0,
-            self.eps,
-        )
+        return F.batch_norm(input, running_mean, running_var, weight, bias, False, 0.0, self.eps)
 
-    def _factor(self) -> float:
+    def _factor(self, count: torch.Tensor | None = None) -> float:
         if self.momentum is None:  # cumulative average, as torch
-            return 1.0 / float(self.num_batches_tracked)
+            return 1.0 / float(self.num_batches_tracked if count is None else count)
         return self.momentum
 
     def _sync_forward(self, x: torch.Tensor) -> torch.Tensor:

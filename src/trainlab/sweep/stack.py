@@ -12,10 +12,11 @@ for any other model as ``vmap`` over ``functional_call`` of the template. The ma
 
 * each model has its own ``torch.Generator``, started from the global random state its
   sequential run has when training starts (after the model was built);
-* masks are drawn per model, layer after layer, with the call ``trainlab.nn.Dropout``
-  makes (``bernoulli_(1 − p)`` then ``÷ (1 − p)``, as ``F.dropout`` on a CPU; or
-  ``torch.bernoulli`` of a ``1 − p`` tensor for ``scale_at_test``); a model with p = 0 has
-  no Dropout in its sequential run, draws nothing and gets a mask of ones.
+* masks are drawn per model, layer after layer, reproducing the call
+  ``trainlab.nn.Dropout`` makes (``bernoulli_(1 − p)`` then ``÷ (1 − p)``, as ``F.dropout``
+  on a CPU; or ``torch.bernoulli`` of a ``1 − p`` tensor for ``scale_at_test``) from the
+  uniform draws it consumes (see :meth:`StackedModel.mask`); a model with p = 0 has no
+  Dropout in its sequential run, draws nothing and gets a mask of ones.
 
 So on a CPU every model sees the masks of its sequential run. (On a GPU ``F.dropout`` uses a
 fused kernel with its own random stream: there the masks are from the same distribution,
@@ -26,6 +27,7 @@ reproducible, but not those of a sequential run.) ``vmap`` runs with
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +39,7 @@ from torch.func import functional_call, vmap
 
 from trainlab.nn import Dropout
 
+from . import _mt
 from .wide import plan
 
 __all__ = ["StackedModel", "ArchitectureError"]
@@ -59,6 +62,25 @@ def _pool() -> ThreadPoolExecutor | None:
             _POOL.shutdown(wait=True)
         _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="trainlab-dropout")
     return _POOL
+
+
+@functools.cache
+def uniform_draws_reproduce_bernoulli() -> bool:
+    """Whether this torch's CPU ``bernoulli_(q)`` equals ``uniform_()`` on float64 < q, and
+    ``torch.bernoulli`` of a float32 q tensor equals ``uniform_()`` on float32 < q, mask and
+    generator state alike (as in torch 2.x: one uniform per element)."""
+    n, q = 4099, 0.7
+    for precision, bernoulli in (
+        (torch.float64, lambda g: torch.empty(n).bernoulli_(q, generator=g)),
+        (torch.float32, lambda g: torch.bernoulli(torch.full((n,), q), generator=g)),
+    ):
+        a, b = torch.Generator().manual_seed(12345), torch.Generator().manual_seed(12345)
+        mask = bernoulli(a).bool()
+        u = torch.empty(n, dtype=precision).uniform_(generator=b)
+        threshold = torch.tensor(q, dtype=precision)  # float32(q) for the float32 tensor
+        if not (torch.equal(mask, u < threshold) and torch.equal(a.get_state(), b.get_state())):
+            return False
+    return True
 
 
 class ArchitectureError(ValueError):
@@ -200,6 +222,8 @@ class StackedModel:
                 g.manual_seed(int(torch.randint(2**62, (1,), generator=cpu)))
             self.generators.append(g)
         self._features: dict[str, tuple[int, ...]] | None = None
+        #: the generators' states while :mod:`._mt` draws the masks (None until then)
+        self._twisters: _mt.Twisters | None = None
         #: the wide forward pass (trainlab's layers), or None: vmap over functional_call
         self.steps = plan(self.template, _MaskDropout)
         self._forward = vmap(self._one, in_dims=(0, 0, 0), randomness="error")
@@ -226,6 +250,8 @@ class StackedModel:
             self.theta = self.theta.index_select(0, idx)
             self.buffers = {n: b.index_select(0, idx) for n, b in self.buffers.items()}
         self.generators = [self.generators[i] for i in keep]
+        if self._twisters is not None:
+            self._twisters.select(keep)
         self.p = [self.p[i] for i in keep]
         self.K = len(keep)
         self._views()
@@ -278,24 +304,44 @@ class StackedModel:
 
     def mask(self, name: str, like: torch.Tensor) -> torch.Tensor:
         """Dropout layer ``name``'s masks for one step, a tensor like ``like`` ([K, B, …],
-        any memory layout): model k's drawn with its generator by the call its sequential
-        run makes, so called for the layers in the order the forward pass runs them.
+        any memory layout): model k's are those its sequential run draws with its
+        generator, so this is called for the layers in the order the forward pass runs them.
 
-        A generator's draws are serial, but the models' generators are independent: on a
-        CPU with several threads the models are shared out among them."""
+        A CPU generator's ``bernoulli_(q)`` (``F.dropout``) is a uniform float64 draw per
+        element compared with q, consuming the stream as ``uniform_`` on float64 does;
+        ``torch.bernoulli`` of a float32 q tensor (``scale_at_test``) is the same with a
+        float32 draw (:func:`uniform_draws_reproduce_bernoulli` checks both against this
+        torch once, and the masks come from ``bernoulli_`` itself if not). So each
+        model draws only its uniforms (the serial part, under half the cost of
+        ``bernoulli_``), the models' generators shared out among the threads, and one
+        comparison makes all K masks, already scaled: ``1/q`` where kept for ``inverted``
+        (the float32 quotient ``F.dropout`` multiplies by), 1 for ``scale_at_test``, 0
+        where dropped. A model with p = 0 has no Dropout in its sequential run: it draws
+        nothing and gets ones."""
         j = self._layer[name]
         mode = self.dropouts[j][1]
-        out = torch.empty_like(like)
+        keep = [1.0 - ps[j] for ps in self.p]
+        inverted = mode == "inverted"
+        if self.device.type == "cpu" and self.dtype == torch.float32 and _mt.available():
+            return self._twister_mask(like, keep, inverted)
+        # the precision the sequential call compares in: a float64 q, or a float32 q tensor
+        precision = torch.float64 if inverted else torch.float32
+        fast = self.device.type != "cpu" or (
+            self.dtype == torch.float32 and uniform_draws_reproduce_bernoulli()
+        )
+        u = torch.empty_like(like, dtype=precision if fast else self.dtype)
 
         def draw(models: range) -> None:
             for k in models:
-                m, p, g = out[k], self.p[k][j], self.generators[k]
-                if p == 0:
-                    m.fill_(1.0)  # no Dropout in the sequential model: nothing is drawn
-                elif mode == "inverted":  # F.dropout: bernoulli_(1 − p), then ÷ (1 − p)
-                    m.bernoulli_(1.0 - p, generator=g)
-                else:  # trainlab Dropout(scale_at_test): torch.bernoulli of a 1 − p tensor
-                    torch.bernoulli(torch.full_like(m, 1.0 - p), generator=g, out=m)
+                g = self.generators[k]
+                if keep[k] == 1.0:  # kept everywhere; nothing is drawn
+                    u[k].fill_(0.0 if fast else 1.0)
+                elif fast:
+                    u[k].uniform_(generator=g)
+                elif inverted:  # torch's own draws, 1 where kept
+                    u[k].bernoulli_(keep[k], generator=g)
+                else:
+                    torch.bernoulli(torch.full_like(u[k], keep[k]), generator=g, out=u[k])
 
         pool = _pool() if self.device.type == "cpu" else None
         if pool is None or self.K < 2:
@@ -305,9 +351,32 @@ class StackedModel:
             bounds = [self.K * i // n for i in range(n + 1)]
             for future in [pool.submit(draw, range(a, b)) for a, b in zip(bounds, bounds[1:])]:
                 future.result()
-        if mode == "inverted":  # ÷ (1 − p) for all models at once (the same division)
-            keep = torch.tensor([1.0 - ps[j] for ps in self.p], dtype=self.dtype)
-            out.div_(keep.to(self.device).view(-1, *([1] * (out.dim() - 1))))
+        shape = (self.K, *([1] * (like.dim() - 1)))
+        q = torch.tensor(keep, dtype=precision).view(shape)
+        if inverted:  # F.dropout: bernoulli_(q) ÷ q, the quotient taken in float32
+            q32 = q.to(self.dtype)
+            kept = torch.ones_like(q32).div_(q32)
+        else:
+            kept = torch.ones(shape, dtype=self.dtype)
+        zero = torch.zeros((), dtype=self.dtype, device=self.device)
+        hit = u < q.to(self.device) if fast else u != 0
+        return torch.where(hit, kept.to(self.device), zero)
+
+    def _twister_mask(self, like: torch.Tensor, keep: list[float], inverted: bool) -> torch.Tensor:
+        """:meth:`mask` by :mod:`trainlab.sweep._mt`: the generators' own streams run in
+        compiled code, each model's mask made as its words are drawn."""
+        if self._twisters is None:
+            self._twisters = _mt.Twisters(self.generators)
+        out = torch.empty_like(like, dtype=torch.float32)
+        if not (out.is_contiguous() or out.transpose(0, 1).is_contiguous()):
+            out = torch.empty(like.shape, dtype=torch.float32)  # the kernel's layouts only
+        q = torch.tensor(keep, dtype=torch.float64)
+        if inverted:  # F.dropout multiplies by the float32 quotient 1/q
+            q32 = q.to(torch.float32)
+            kept = torch.ones_like(q32).div_(q32).tolist()
+        else:
+            kept = [1.0] * self.K
+        self._twisters.masks(out, keep, kept, double=inverted)
         return out
 
     @torch.no_grad()

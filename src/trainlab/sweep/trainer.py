@@ -129,8 +129,9 @@ class _Totals:
         yk = y if per_model else y.expand(k, *y.shape)
         n = yk.shape[1]
         terms = {"n": torch.full((k,), float(n), device=out.device), "loss": loss * n}
-        if self.task == "classification":
-            terms["correct"] = (out.argmax(dim=-1) == yk).sum(dim=-1)
+        if self.task == "classification":  # argmax over the classes, as a max over dim 1
+            # of [K, C, B] (faster; ties go to the first class either way)
+            terms["correct"] = (out.transpose(1, 2).max(dim=1).indices == yk).sum(dim=-1)
         else:
             pred = out.reshape(yk.shape)
             terms["sse"] = ((pred - yk) ** 2).flatten(1).sum(1)
@@ -366,10 +367,8 @@ class SweepTrainer:
         cross-entropy, or mean squared error) with the models as the first dimension."""
         k = out.shape[0]
         y = y if per_model else y.expand(k, *y.shape)
-        if self.task == "classification":  # the K·B samples as one batch of logits
-            per_sample = F.cross_entropy(
-                out.reshape(-1, out.shape[-1]), y.reshape(-1), reduction="none"
-            )
+        if self.task == "classification":  # classes as dim 1: [K, C, B] against [K, B]
+            per_sample = F.cross_entropy(out.transpose(1, 2), y, reduction="none")
         else:
             per_sample = F.mse_loss(out.reshape(y.shape), y, reduction="none")
         return per_sample.view(k, -1).mean(1)

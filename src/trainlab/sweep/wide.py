@@ -16,8 +16,9 @@ Dropout), K models side by side are one layer K times as wide:
 A tensor between layers is [K, B, …] (possibly a transposed view of [B, K, …], the layout
 the norms and convolutions use), or [B, …] while the models share their input. The layers'
 own settings (eps, momentum, stride, padding, activation parameters …) are read from the
-template's modules; trainlab's batch norm runs its own ``forward`` on the wide tensors, so
-its ``stats`` modes and momentum rule are not written here again.
+template's modules; trainlab's batch norm runs its own forward pass
+(:meth:`trainlab.nn.BatchNorm1d.normalize`) on the wide tensors, so its ``stats`` modes and
+momentum rule are not written here again.
 
 :func:`plan` returns None for a model with any other layer: the stack then uses ``vmap``.
 """
@@ -30,7 +31,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from trainlab.models import AddChannelDim
 from trainlab.nn import BatchNorm1d, BatchNorm2d, Dropout, GroupNorm, InstanceNorm1d, InstanceNorm2d
@@ -67,7 +67,13 @@ def _expand(stack: Any, x: torch.Tensor, shared: bool) -> torch.Tensor:
     return x.expand(stack.K, *x.shape) if shared else x
 
 
-def _linear(name: str, module: nn.Linear) -> Step:
+def _linear(name: str, module: nn.Linear, last: bool = False) -> Step:
+    """A Linear layer; the ``last`` layer of the model computes its output as [K, out, B]
+    (returned as a [K, B, out] view): the loss's softmax and the accuracy's maximum then
+    run over a middle dimension, which torch's CPU kernels do several times faster than
+    over a short last one (10 classes: 387 → 101 µs for the cross-entropy's forward and
+    backward over K = 32 batches of 100)."""
+
     def step(stack, x, shared, buffers):
         w = stack.params[f"{name}.weight"]  # [K, out, in]
         b = stack.params.get(f"{name}.bias")
@@ -76,6 +82,10 @@ def _linear(name: str, module: nn.Linear) -> Step:
             if b is not None:
                 y = y + b.reshape(-1)
             return _models_first(y, stack.K), False
+        if last:  # W xᵀ + b, [K, out, B]
+            xt = x.transpose(1, 2)
+            y = torch.bmm(w, xt) if b is None else torch.baddbmm(b.unsqueeze(2), w, xt)
+            return y.transpose(1, 2), False
         if b is None:
             return torch.bmm(x, w.transpose(1, 2)), False
         return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2)), False
@@ -103,20 +113,25 @@ def _conv(name: str, module: nn.Conv1d | nn.Conv2d) -> Step:
 
 
 def _batch_norm(name: str, module: BatchNorm1d | BatchNorm2d) -> Step:
-    keys = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    def tensor(stack, buffers, key):
+        full = f"{name}.{key}"
+        if full in stack.params:
+            return stack.params[full].reshape(-1)
+        t = buffers.get(full)
+        if t is None:
+            return None
+        # the K counters move together: the layer counts on the first
+        return t[0] if key == "num_batches_tracked" else t.view(-1)
 
     def step(stack, x, shared, buffers):
         x = _channels_first(_expand(stack, x, shared))
-        tensors = {}
-        for key in keys:
-            full = f"{name}.{key}"
-            if full in stack.params:
-                tensors[key] = stack.params[full].reshape(-1)
-            elif full in buffers:
-                t = buffers[full]
-                # the K counters move together: the layer counts on the first
-                tensors[key] = t[0] if key == "num_batches_tracked" else t.view(-1)
-        y = functional_call(module, tensors, (x,))
+        y = module.normalize(
+            x,
+            *(
+                tensor(stack, buffers, key)
+                for key in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+            ),
+        )
         count = buffers.get(f"{name}.num_batches_tracked")
         if count is not None and module.training:
             count[1:] = count[0]
@@ -207,10 +222,11 @@ def plan(template: nn.Module, dropout_type: type) -> list[Step] | None:
     if type(template) is not nn.Sequential:
         return None
     steps: list[Step] = []
-    for name, module in template.named_children():
+    children = list(template.named_children())
+    for i, (name, module) in enumerate(children):
         kind = type(module)
         if kind is nn.Linear:
-            steps.append(_linear(name, module))
+            steps.append(_linear(name, module, last=i == len(children) - 1))
         elif kind in (nn.Conv1d, nn.Conv2d) and module.padding_mode == "zeros":
             steps.append(_conv(name, module))
         elif kind in (BatchNorm1d, BatchNorm2d):
