@@ -32,15 +32,17 @@ def twist(s):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def temper(s, start, buf, at, take):
-    """buf[at : at + take] = the tempered words s[start : start + take]."""
-    for t in range(take):
-        y = s[start + t]
+def temper(src, dst):
+    """dst = the tempered words src (slices: indices from a range, which numba knows are
+    not negative, so the loop vectorizes; offset indices such as s[start + t] would not,
+    2.6× slower)."""
+    for t in range(src.shape[0]):
+        y = src[t]
         y ^= y >> _S11
         y ^= (y << _S7) & _B
         y ^= (y << _S15) & _C
         y ^= y >> _S18
-        buf[at + t] = y
+        dst[t] = y
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -54,7 +56,7 @@ def words(s, counters, k, buf):
             twist(s)
             left, nxt = N + 1, 0
         take = min(left - 1, n - i)
-        temper(s, nxt, buf, i, take)
+        temper(s[nxt : nxt + take], buf[i : i + take])
         i += take
         nxt += take
         left -= take
