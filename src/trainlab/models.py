@@ -7,7 +7,9 @@ readably and its ``state_dict`` keys say what they are (``conv1.weight``,
     Linear or Conv  →  norm (unless "none")  →  activation  →  [max-pool]  →  Dropout (if p > 0)
 
 and the output layer ``out`` is a plain ``Linear`` with no norm, activation or dropout
-(it returns logits, or the prediction of a regression). The techniques come from the
+(it returns logits, or the prediction of a regression). A Linear or Conv followed by a
+batch or instance norm has no bias: the norm subtracts it again (its gradient is exactly
+0), and the norm's β is the layer's shift. The techniques come from the
 components: ``norm=`` from :func:`trainlab.nn.norm_layer`, dropout is
 :class:`trainlab.nn.Dropout` (``dropout_mode="inverted" | "scale_at_test"``), and
 ``init=`` goes through :func:`trainlab.init.apply` after the model is built
@@ -129,6 +131,14 @@ def _check_init(init: str | _init.Scheme) -> None:
 # --- blocks --------------------------------------------------------------------------
 
 
+#: Norms that subtract, per unit, a mean over a set on which a bias added just before is
+#: constant (the batch, and the positions; or a sample's positions): such a bias cancels
+#: exactly — its true gradient is 0 — so a Linear or Conv feeding one has none (β does
+#: its work). Trained with RMSProp or Adam it would move by rounding noise alone
+#: (g/√s with g ≈ 0), differently on every machine and thread count.
+_CANCEL_BIAS = ("batch", "sync_batch", "instance")
+
+
 def _block_tail(
     prefix: str,
     n: int,
@@ -166,7 +176,7 @@ def _hidden_and_out(
     layers: list[tuple[str, nn.Module]] = []
     width = in_features
     for i, units in enumerate(hidden, start=1):
-        layers.append((f"fc{i}", nn.Linear(width, units)))
+        layers.append((f"fc{i}", nn.Linear(width, units, bias=norm not in _CANCEL_BIAS)))
         layers += _block_tail(
             f"fc{i}",
             units,
@@ -399,7 +409,9 @@ def cnn1d(
                 f"in_length={in_length} is too short for these convolutions: conv{i} "
                 f"(kernel_size {k}, padding 1) gets a length of {x.shape[-1]}"
             )
-        conv = nn.Conv1d(x.shape[1], out_channels, k, stride=stride, padding=1)
+        conv = nn.Conv1d(
+            x.shape[1], out_channels, k, stride=stride, padding=1, bias=norm not in _CANCEL_BIAS
+        )
         with torch.no_grad():
             x = conv(x)
         layers.append((f"conv{i}", conv))
@@ -505,7 +517,9 @@ def cnn2d(
                 f"in_shape={tuple(in_shape)} is too small for {len(channels)} conv blocks: "
                 f"block {i} would max-pool a {x.shape[-2]} × {x.shape[-1]} map"
             )
-        conv = nn.Conv2d(x.shape[1], out_channels, kernel_size, padding="same")
+        conv = nn.Conv2d(
+            x.shape[1], out_channels, kernel_size, padding="same", bias=norm not in _CANCEL_BIAS
+        )
         pool = nn.MaxPool2d(2)
         with torch.no_grad():
             x = pool(conv(x))
