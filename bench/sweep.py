@@ -35,7 +35,7 @@ machine, rerun when it is high.
 
 Run ``python bench/sweep.py`` (K = 32, about a minute on 2 cores), ``--quick`` for a smoke
 test (K = 4, a small dataset), ``--device cuda --K 256`` on a GPU, ``--json PATH`` to save
-the results.
+the results; ``--agreement`` times nothing and compares both ways on 1 and on 2 threads.
 """
 
 from __future__ import annotations
@@ -149,15 +149,56 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--set", action="append", default=[], help="a config override")
     ap.add_argument("--quick", action="store_true", help="smoke test: K=4, iris, 1 epoch")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument(
+        "--agreement",
+        action="store_true",
+        help="no timing: both ways on 1 and 2 threads and how far apart each pair ends",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.K, args.epochs, args.rounds = min(args.K, 4), 1, min(args.rounds, 2)
     return args
 
 
+def agreement(cfgs: list, epochs: int, file=sys.stdout) -> dict[str, list[float]]:
+    """Both ways on 1 and on 2 threads, and each pair's per-model differences: how far the
+    batched runs are from the sequential ones, next to how far the sequential runs on 1
+    and on 2 threads are from each other."""
+    threads = torch.get_num_threads()
+    states = {}
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            states[f"sequential {n}"] = sequential(cfgs, epochs)[2]
+            states[f"batched {n}"] = batched(cfgs, epochs)[2]
+    finally:
+        torch.set_num_threads(threads)
+    pairs = [
+        ("sequential 1", "sequential 2"),
+        ("batched 1", "sequential 1"),
+        ("batched 2", "sequential 2"),
+        ("batched 2", "sequential 1"),
+        ("batched 1", "batched 2"),
+    ]
+    out = {}
+    print(f"{'threads':>28}  {'max |Δ|':>8}  within 1e-5  worst model", file=file)
+    for a, b in pairs:
+        d = differences(states[a], states[b])
+        worst = max(range(len(d)), key=d.__getitem__)
+        out[f"{a} vs {b}"] = d
+        print(
+            f"{a + ' vs ' + b:>28}  {max(d):>8.1e}  {sum(x <= 1e-5 for x in d):>5}/{len(d):<5}"
+            f"  {worst} (lr {cfgs[worst].optimizer.lr:.2g})",
+            file=file,
+        )
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the benchmark, print the report, optionally write JSON; return the results."""
     args = parse_args(argv)
+    if args.agreement:
+        return agreement(configs(args), args.epochs)
     if args.threads:
         torch.set_num_threads(args.threads)
     info = machine()

@@ -28,3 +28,14 @@ def test_the_sweep_benchmark_measures_both_ways_and_they_agree(bench_module, tmp
     assert math.isclose(r["ratio"], r["sequential_s"] / r["batched_s"])
     assert r["max_abs_difference"] <= 1e-5
     assert json.loads(path.read_text())["ratio"] == results["ratio"]
+
+
+def test_the_agreement_mode_compares_both_ways_on_one_and_two_threads(bench_module):
+    threads = torch.get_num_threads()
+    try:
+        out = bench_module.main(["--quick", "--agreement"])
+    finally:
+        torch.set_num_threads(threads)
+    assert len(out) == 5 and all(len(d) == 4 for d in out.values())
+    assert torch.get_num_threads() == threads
+    assert max(out["batched 1 vs sequential 1"]) <= 1e-5  # same thread count: equal runs
