@@ -6,7 +6,7 @@ Twister (MT19937) read one word at a time behind a lock: about 1.5 ns a word, an
 conversions). For K models that is the serial part of a sweep step. This module runs the
 same generator in compiled code — the state twisted 624 words at a time with the loops
 vectorized, the words tempered in bulk — and turns each model's words into its mask in the
-same pass, so K models' masks for one step cost about what one model's ``bernoulli_`` does.
+same pass: about 0.9 ns an element instead of 8 (32 models' 100 × 100 masks in 0.29 ms).
 
 What is reproduced, to the bit (checked against torch by :func:`reproduces_torch` before it
 is used, and in tests/sweep):

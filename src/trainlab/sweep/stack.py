@@ -307,17 +307,18 @@ class StackedModel:
         any memory layout): model k's are those its sequential run draws with its
         generator, so this is called for the layers in the order the forward pass runs them.
 
-        A CPU generator's ``bernoulli_(q)`` (``F.dropout``) is a uniform float64 draw per
-        element compared with q, consuming the stream as ``uniform_`` on float64 does;
-        ``torch.bernoulli`` of a float32 q tensor (``scale_at_test``) is the same with a
-        float32 draw (:func:`uniform_draws_reproduce_bernoulli` checks both against this
-        torch once, and the masks come from ``bernoulli_`` itself if not). So each
-        model draws only its uniforms (the serial part, under half the cost of
-        ``bernoulli_``), the models' generators shared out among the threads, and one
-        comparison makes all K masks, already scaled: ``1/q`` where kept for ``inverted``
-        (the float32 quotient ``F.dropout`` multiplies by), 1 for ``scale_at_test``, 0
-        where dropped. A model with p = 0 has no Dropout in its sequential run: it draws
-        nothing and gets ones."""
+        On a CPU, for float32 models, :mod:`trainlab.sweep._mt` draws them: each model's
+        generator (torch's MT19937) runs in compiled code and its mask is made from its
+        words — what ``bernoulli_(q)`` (``F.dropout``) or ``torch.bernoulli`` of a float32
+        q tensor (``scale_at_test``) would draw, and the generator state they would leave.
+        Otherwise (other dtypes, a GPU, no numba) torch draws them: a CPU ``bernoulli_(q)``
+        is a float64 ``uniform_`` < q on the same stream, ``torch.bernoulli`` of a float32
+        tensor a float32 one (:func:`uniform_draws_reproduce_bernoulli` checks both once;
+        if they differ, ``bernoulli_`` itself draws), the models shared out among the
+        threads, then one comparison makes all K masks. Either way a mask comes scaled:
+        ``1/q`` where kept for ``inverted`` (the float32 quotient ``F.dropout`` multiplies
+        by), 1 for ``scale_at_test``, 0 where dropped. A model with p = 0 has no Dropout in
+        its sequential run: it draws nothing and gets ones."""
         j = self._layer[name]
         mode = self.dropouts[j][1]
         keep = [1.0 - ps[j] for ps in self.p]
