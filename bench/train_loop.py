@@ -43,7 +43,8 @@ The loops:
 ``keras``
     Keras 3 on its torch backend (``KERAS_BACKEND=torch``, set before keras is imported, in
     a subprocess of its own), the same layers (``Dense``/``Conv1D`` after
-    ``ZeroPadding1D(1)``, ``BatchNormalization(momentum=0.9, epsilon=1e-5)``, ReLU,
+    ``ZeroPadding1D(1)``, without a bias before a batch norm, as trainlab's builders;
+    ``BatchNormalization(momentum=0.9, epsilon=1e-5)``, ReLU,
     ``Dropout``), ``keras.optimizers.Adam(lr, epsilon=1e-8)``, sparse cross-entropy on
     logits with ``metrics=["accuracy"]``, and ``model.fit`` on the in-memory NumPy arrays
     with the same batch size, ``shuffle=True``, ``verbose=0``. ``jit_compile`` is left at
@@ -371,15 +372,18 @@ def keras_model(setup: Setup):
         if dropout:
             stack.append(layers.Dropout(dropout))
 
+    # as trainlab's builders: no bias in a layer that a batch norm follows (β shifts)
+    bias = options.get("norm") != "batch"
     stack: list = [keras.Input((length,))]
     if setup.config.model.kind == "mlp":
         for units in options["hidden"]:
-            stack.append(layers.Dense(units))
+            stack.append(layers.Dense(units, use_bias=bias))
             tail(stack)
     elif setup.config.model.kind == "cnn1d":
         stack.append(layers.Reshape((length, 1)))
         for i, filters in enumerate(options["channels"]):
-            stack += [layers.ZeroPadding1D(1), layers.Conv1D(filters, 5 if i == 0 else 3, 2)]
+            conv = layers.Conv1D(filters, 5 if i == 0 else 3, 2, use_bias=bias)
+            stack += [layers.ZeroPadding1D(1), conv]
             tail(stack)
         stack.append(layers.Flatten())
     else:
