@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainlab.train import load_checkpoint
+from trainlab.train import load_checkpoint, save_checkpoint
 
 from tables import write_table_config, write_table_csv
 
@@ -284,6 +284,20 @@ def test_a_damaged_checkpoint_is_one_line_naming_the_file(
     line = _one_error_line(refused.err)
     assert refused.code == 2 and str(last) in line and reason in line, line
     assert last.read_bytes() == before  # left as it was, for whoever investigates
+
+
+def test_a_checkpoint_of_another_model_is_one_line_naming_the_file_and_the_keys(
+    forked, killed_in_epoch_3
+):
+    # e.g. a run saved when a layer before a batch norm still had a bias
+    last = killed_in_epoch_3 / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    key = next(k for k in state["trainer"]["model"] if k.endswith(".weight"))
+    state["trainer"]["model"][key.replace(".weight", ".extra")] = torch.zeros(3)
+    save_checkpoint(state, last)
+    refused = forked.run("fit", "--resume", killed_in_epoch_3, "--quiet")
+    line = _one_error_line(refused.err)
+    assert refused.code == 2 and str(last) in line and key.replace(".weight", ".extra") in line
 
 
 class _RunsAShellCommand:

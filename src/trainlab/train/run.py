@@ -34,7 +34,7 @@ from trainlab.config import Config, ConfigError, config_dict, load_config, save_
 
 from . import distributed
 from .callbacks import Checkpoint, EarlyStopping, MetricsLog, Progress, StopOnSignal, TensorBoard
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint
 from .trainer import TASK_METRICS, Trainer, default_loss, history_best, resolve_device
 
 __all__ = [
@@ -373,6 +373,15 @@ def _fit(
     echo(f"run directory: {run_dir}")
     trainer = run.trainer
     if state is not None:
+        try:
+            trainer.model.load_state_dict(state["trainer"]["model"])
+        except RuntimeError as err:  # another model than the config builds
+            differences = " ".join(str(err).split("\n", 1)[-1].split())
+            raise CheckpointError(
+                f"{last}: its model is not the one the run's config builds ({differences}); "
+                "runs saved before trainlab gave a layer that a batch norm follows no bias "
+                "cannot be resumed"
+            ) from None
         trainer.load_state_dict(state["trainer"], train_loader=run.loaders["train"])
         echo(f"resuming after epoch {trainer.epoch} of {config.train.epochs}")
     elif resume is not None:
