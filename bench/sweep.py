@@ -19,8 +19,7 @@ Both train ``--epochs`` epochs with a validation pass after each (as a run does)
 figure is the throughput, model-epochs per second; ``× sequential`` is batched throughput
 over sequential throughput, from the same round. ``--rounds`` rounds alternate the two
 (sequential, then batched) after an untimed warm-up of both (one epoch: two sequential
-models, all K batched), and
-the median of the rounds' ratios is reported. The ratio of
+models, all K batched), and the median of the rounds' ratios is reported. The ratio of
 the two ways' CPU time (this process's) is reported too: with ``--threads 1`` it is what
 the wall-clock ratio would be on an idle machine, when other processes share the cores.
 
