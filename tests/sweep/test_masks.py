@@ -125,3 +125,21 @@ def test_a_stack_draws_the_same_masks_without_numba_and_after_models_leave(monke
         for _ in drawn:
             _torch_mask((10, 8), 1.0 - ps[k], g, True)
         assert torch.equal(nxt[row], _torch_mask((10, 8), 1.0 - ps[k], g, True) / (1.0 - ps[k]))
+
+
+def test_a_kernel_that_fails_or_differs_falls_back_to_torch_with_one_warning(monkeypatch):
+    def broken(*args):
+        raise RuntimeError("no such CPU")
+
+    try:
+        for kernel, why in [(broken, "it failed: RuntimeError: no such CPU"), (None, "numba")]:
+            _mt.available.cache_clear()
+            _mt.reproduces_torch.cache_clear()
+            monkeypatch.setattr(_mt, "_kernels", lambda kernel=kernel: kernel)
+            with pytest.warns(RuntimeWarning, match=why):
+                assert not _mt.available()
+            monkeypatch.undo()
+    finally:
+        _mt.available.cache_clear()
+        _mt.reproduces_torch.cache_clear()
+    assert _mt.available()  # the real kernel again

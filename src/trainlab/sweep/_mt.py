@@ -28,6 +28,7 @@ fails, :func:`available` is False and the masks are drawn with torch.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -148,9 +149,27 @@ def limits(q: Sequence[float], double: bool) -> np.ndarray:
     return out
 
 
+@functools.cache
 def available() -> bool:
-    """Whether numba is installed and the kernel reproduces this torch's draws."""
-    return _kernels() is not None and reproduces_torch()
+    """Whether numba is installed and the kernel reproduces this torch's draws; if not,
+    one warning says so (the sweep then draws the masks with torch: the same, slower)."""
+    why = None
+    if _kernels() is None:
+        why = "numba is not installed"
+    else:
+        try:
+            if not reproduces_torch():
+                why = "its masks differ from this torch's"
+        except Exception as err:  # noqa: BLE001 - a failing kernel must not stop a sweep
+            why = f"it failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    if why is not None:
+        warnings.warn(
+            f"trainlab.sweep: the compiled dropout masks are not used ({why}); "
+            "torch draws them instead (the same masks, several times slower)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return why is None
 
 
 @functools.cache
