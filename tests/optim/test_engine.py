@@ -348,6 +348,9 @@ BAD = [
         r"convention must be one of 'lecture', 'torch', 'keras', 'optax'; got 'tensorflow'",
     ),
     (optim.Adam, dict(impl="cuda"), r"impl must be one of 'reference', 'foreach', 'flat', 'auto'"),
+    (optim.Adam, dict(amsgrad=3), r"Adam: amsgrad must be true or false, got 3"),
+    (optim.SGD, dict(lr=0.1, momentum=0.9, nesterov="yes"), r"nesterov must be true or false"),
+    (optim.RMSProp, dict(centered=1), r"RMSProp: centered must be true or false, got 1"),
 ]
 
 

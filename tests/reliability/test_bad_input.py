@@ -112,7 +112,7 @@ CASES = [
         "unknown_dataset.yaml",
         None,
         [],
-        ["unknown dataset 'mnist_1d'", "did you mean 'mnist1d'?", "iris"],
+        ["data.dataset: unknown dataset 'mnist_1d'", "did you mean 'mnist1d'?", "iris"],
     ),
     # found by fuzzing (each escaped as a traceback before)
     (

@@ -31,6 +31,7 @@ __all__ = [
     "Dataset",
     "Split",
     "TensorLoader",
+    "UnknownDataset",
     "describe",
     "load",
     "load_builtin",
@@ -97,12 +98,17 @@ def load(name_or_path: str | Path, target: str | None = None, task: str = "auto"
 
     builtins = ", ".join(BUILTINS)
     if isinstance(name_or_path, Path) or os.sep in name or "/" in name or path.suffix:
-        raise DataError(f"{name}: no such file or folder (built-in datasets: {builtins})")
+        raise UnknownDataset(f"{name}: no such file or folder (built-in datasets: {builtins})")
     close = difflib.get_close_matches(name.lower(), BUILTINS, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    raise DataError(
+    raise UnknownDataset(
         f"unknown dataset {name!r}: {hint}built-ins are {builtins}; or give the path of {_KINDS}"
     )
+
+
+class UnknownDataset(DataError):
+    """The name is neither a built-in dataset nor an existing file or folder (a config
+    reports it under its key, ``data.dataset``)."""
 
 
 def _no_target(target: str | None, what: str) -> None:

@@ -258,6 +258,9 @@ class Optimizer(torch.optim.Optimizer):
                     _check_range(name, f"betas[{i}]", b, low, high, closed)
             elif value is not None:
                 _check_range(name, key, value, low, high, closed)
+        for key, default in self.DEFAULTS.items():  # a switch is true or false, not 3
+            if isinstance(default, bool) and not isinstance(hp.get(key, default), bool):
+                raise ValueError(f"{name}: {key} must be true or false, got {hp[key]!r}")
         _check_choice(name, "impl", hp.get("impl", "auto"), IMPLEMENTATIONS)
         self.check_switches(hp)
 

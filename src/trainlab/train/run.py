@@ -164,7 +164,12 @@ def build(
     test samples are never even indexed before the final evaluation."""
     seed_everything(config.seed, config.train.deterministic)
     device = resolve_device(config.train.device)
-    dataset = tl_data.load(config.data.dataset, target=config.data.target, task=config.data.task)
+    try:
+        dataset = tl_data.load(
+            config.data.dataset, target=config.data.target, task=config.data.task
+        )
+    except tl_data.UnknownDataset as err:
+        raise tl_data.DataError(f"data.dataset: {err}") from None
     if split is None:
         s = config.data.split
         split = tl_data.split(
