@@ -1,6 +1,9 @@
-"""A small classification table and a config that trains on it, for end-to-end tests."""
+"""A small classification table and configs that train or tune on it, for end-to-end
+tests."""
 
 from __future__ import annotations
+
+import csv
 
 import numpy as np
 
@@ -32,3 +35,41 @@ train: {{epochs: 4, batch_size: 16}}
 {extra}"""
     )
     return path
+
+
+def write_tune_config(
+    tmp_path,
+    *,
+    trials,
+    epochs,
+    space,
+    name="table-tune",
+    hidden=(16,),
+    batch_size=16,
+    extra="",
+):
+    """A `trainlab tune` config on the table (written by :func:`write_table_csv`): ``space``
+    maps config keys to their search specs; ``extra`` is YAML lines under ``tune:``."""
+    csv_path = write_table_csv(tmp_path)
+    lines = "".join(f"    {key}: {spec}\n" for key, spec in space.items())
+    path = tmp_path / "tune.yaml"
+    path.write_text(
+        f"""name: {name}
+seed: 0
+data: {{dataset: {csv_path}, preprocess: [standardize], split: {{val: 0.2, test: 0.2}}}}
+model: {{kind: mlp, hidden: {list(hidden)}}}
+optimizer: {{name: adam}}
+train: {{epochs: {epochs}, batch_size: {batch_size}}}
+tune:
+  trials: {trials}
+  pruner: none
+  space:
+{lines}{extra}"""
+    )
+    return path
+
+
+def read_trials(run_dir):
+    """The rows of a study's trials.csv."""
+    with open(run_dir / "trials.csv", newline="") as f:
+        return list(csv.DictReader(f))

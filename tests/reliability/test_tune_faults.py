@@ -9,7 +9,6 @@ The PostgreSQL tests run where the suite has a server (TRAINLAB_TEST_POSTGRES, s
 
 from __future__ import annotations
 
-import csv
 import glob
 import os
 import shutil
@@ -24,34 +23,21 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tables import write_table_csv
+from tables import read_trials, write_tune_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(tmp_path: Path, trials: int = 3, epochs: int = 3) -> Path:
-    path = tmp_path / "tune.yaml"
-    csv_path = write_table_csv(tmp_path)
-    path.write_text(
-        f"""name: faults-tune
-seed: 0
-data: {{dataset: {csv_path}, preprocess: [standardize], split: {{val: 0.2, test: 0.2}}}}
-model: {{kind: mlp, hidden: [8]}}
-optimizer: {{name: adam}}
-train: {{epochs: {epochs}, batch_size: 32}}
-tune:
-  trials: {trials}
-  pruner: none
-  space:
-    optimizer.lr: loguniform(1e-3, 1e-1)
-"""
+    return write_tune_config(
+        tmp_path,
+        trials=trials,
+        epochs=epochs,
+        space={"optimizer.lr": "loguniform(1e-3, 1e-1)"},
+        name="faults-tune",
+        hidden=(8,),
+        batch_size=32,
     )
-    return path
-
-
-def _rows(run_dir: Path) -> list[dict]:
-    with open(run_dir / "trials.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _assert_each_trial_recorded_once(rows: list[dict], trials: int) -> None:
@@ -82,7 +68,7 @@ def test_a_study_resumes_after_every_worker_was_killed_mid_trial(tmp_path, forke
     resumed = forked.run(*command)
     assert resumed.code == 0, resumed.err
     assert "resuming the study" in resumed.out
-    rows = _rows(run_dir)
+    rows = read_trials(run_dir)
     _assert_each_trial_recorded_once(rows, trials=3)
     assert [(r["number"], r["state"], r["default"]) for r in rows[:2]] == [
         ("0", "FAIL", "True"),  # the killed trial, failed, and retried first
@@ -161,7 +147,7 @@ def test_postgresql_restarted_mid_trial_the_worker_reconnects_and_records_each_t
     thread.join()
     assert run.code == 0, run.err
     assert "Traceback" not in run.err
-    rows = _rows(run_dir)
+    rows = read_trials(run_dir)
     _assert_each_trial_recorded_once(rows, trials=3)
     assert not [r for r in rows if r["state"] == "FAIL"]  # trial 1 went on, not retried
     reloaded = optuna.load_study(study_name=study, storage=server.url)
@@ -199,7 +185,7 @@ def test_postgresql_gone_mid_study_is_one_line_and_the_same_command_resumes(
     )
     resumed = forked.run(*command, "--study", study)
     assert resumed.code == 0, resumed.err
-    rows = _rows(run_dir)
+    rows = read_trials(run_dir)
     _assert_each_trial_recorded_once(rows, trials=3)
     assert [r["state"] for r in rows if r["number"] == "1"] == ["FAIL"]
     retried = [r for r in rows if r["optimizer.lr"] == rows[1]["optimizer.lr"]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -17,33 +16,17 @@ from trainlab.train import run as run_module
 from trainlab.tune import study as study_module
 from trainlab.tune import tune
 
-from tables import write_table_csv
+from tables import read_trials, write_tune_config
 
 
 def _config(tmp_path, trials=6, epochs=6, extra=""):
-    csv_path = write_table_csv(tmp_path)
-    path = tmp_path / "tune.yaml"
-    path.write_text(
-        f"""name: table-tune
-seed: 0
-data: {{dataset: {csv_path}, preprocess: [standardize], split: {{val: 0.2, test: 0.2}}}}
-model: {{kind: mlp, hidden: [16]}}
-optimizer: {{name: adam}}
-train: {{epochs: {epochs}, batch_size: 16}}
-tune:
-  trials: {trials}
-  pruner: none
-  space:
-    optimizer.lr: loguniform(1e-4, 1e-1)
-    model.dropout: uniform(0.0, 0.6)
-{extra}"""
+    return write_tune_config(
+        tmp_path,
+        trials=trials,
+        epochs=epochs,
+        space={"optimizer.lr": "loguniform(1e-4, 1e-1)", "model.dropout": "uniform(0.0, 0.6)"},
+        extra=extra,
     )
-    return path
-
-
-def _trials(run_dir):
-    with open(run_dir / "trials.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _start_coordinator(config, run_dir, *extra: str) -> subprocess.Popen:
@@ -105,7 +88,7 @@ def test_a_study_tries_the_defaults_once_first_and_tests_the_winner_once(tmp_pat
     # the test split is read only by the last build: the final retraining
     assert all("test" not in p for p in parts_seen[:-1]) and "test" in parts_seen[-1]
     assert len(parts_seen) == 6 + 1
-    rows = _trials(tmp_path / "study")
+    rows = read_trials(tmp_path / "study")
     assert rows[0]["default"] == "True" and float(rows[0]["optimizer.lr"]) == 1e-3
     assert float(rows[0]["model.dropout"]) == 0.5
     assert sum(r["default"] == "True" for r in rows) == 1
@@ -122,14 +105,14 @@ def test_running_the_same_command_again_resumes_the_study(tmp_path):
     config = _config(tmp_path, trials=3)
     tune(config, out=tmp_path / "study", **_quiet())
     summary = tune(config, out=tmp_path / "study", trials=5, **_quiet())
-    rows = _trials(tmp_path / "study")
+    rows = read_trials(tmp_path / "study")
     assert len(rows) == 5 and summary["trials"]["complete"] == 5
     assert sum(r["default"] == "True" for r in rows) == 1  # not enqueued again
 
 
 def test_two_workers_on_the_journal_record_every_trial_once(tmp_path):
     summary = tune(_config(tmp_path, trials=8), out=tmp_path / "study", workers=2, **_quiet())
-    rows = _trials(tmp_path / "study")
+    rows = read_trials(tmp_path / "study")
     numbers = [int(r["number"]) for r in rows]
     assert len(numbers) == len(set(numbers)) and len(rows) >= 8
     assert sum(r["default"] == "True" for r in rows) == 1
@@ -154,7 +137,7 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried(tmp_path):
     out, err = coordinator.communicate(timeout=300)
     assert coordinator.returncode == 0, err
     assert "died" in out
-    rows = _trials(run_dir)
+    rows = read_trials(run_dir)
     failed = [r for r in rows if r["state"] == "FAIL"]
     assert [int(r["number"]) for r in failed] == [killed]
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -201,7 +184,7 @@ def test_two_workers_on_postgresql_record_every_trial_once(tmp_path, postgres_db
         study_name="pg",
         **_quiet(),
     )
-    rows = _trials(tmp_path / "study")
+    rows = read_trials(tmp_path / "study")
     numbers = [int(r["number"]) for r in rows]
     assert len(numbers) == len(set(numbers)) and len(rows) >= 6
     assert sum(r["default"] == "True" for r in rows) == 1
@@ -221,13 +204,13 @@ def test_a_worker_killed_mid_trial_on_postgresql_is_retried_and_the_study_resume
     assert killed is not None, "no running trial was seen"
     out, err = coordinator.communicate(timeout=300)
     assert coordinator.returncode == 0, err
-    rows = _trials(run_dir)
+    rows = read_trials(run_dir)
     assert [int(r["number"]) for r in rows if r["state"] == "FAIL"] == [killed]
     # every worker is gone: the same command with more trials resumes the study
     summary = tune(config, out=run_dir, trials=7, storage=postgres_db, study_name="pg", **_quiet())
     assert summary["trials"]["complete"] >= 7
     # one defaults trial (a retry of it, after a kill, replaces it)
-    assert sum(r["default"] == "True" and r["state"] != "FAIL" for r in _trials(run_dir)) == 1
+    assert sum(r["default"] == "True" and r["state"] != "FAIL" for r in read_trials(run_dir)) == 1
 
 
 def test_a_worker_joins_from_another_directory_with_the_split_from_the_study(tmp_path):
@@ -260,21 +243,20 @@ def test_a_space_where_every_trial_fails_stops_instead_of_looping(tmp_path, caps
     assert (
         exit_info.value.code == 2 and "no trial of the study completed" in capsys.readouterr().err
     )
-    rows = _trials(tmp_path / "study")
+    rows = read_trials(tmp_path / "study")
     assert (
         all(r["state"] == "FAIL" for r in rows) and len(rows) == study_module.MIN_FAILURES_TO_STOP
     )
 
 
 def test_the_grid_sampler_takes_list_choices(tmp_path):
-    extra = "    model.hidden: [[8], [16, 16]]\n  sampler: grid\n"
-    text = _config(tmp_path, trials=4, epochs=2, extra="").read_text()
-    text = text.replace(
-        "    optimizer.lr: loguniform(1e-4, 1e-1)\n    model.dropout: uniform(0.0, 0.6)\n",
-        "    optimizer.lr: [0.001, 0.01]\n" + extra,
+    path = write_tune_config(
+        tmp_path,
+        trials=4,
+        epochs=2,
+        space={"optimizer.lr": "[0.001, 0.01]", "model.hidden": "[[8], [16, 16]]"},
+        extra="  sampler: grid\n",
     )
-    path = tmp_path / "grid.yaml"
-    path.write_text(text)
     summary = tune(path, out=tmp_path / "study", **_quiet())
     assert summary["trials"]["failed"] == 0 and summary["trials"]["complete"] >= 4
     assert summary["best_params"]["model.hidden"] in ([8], [16, 16])
