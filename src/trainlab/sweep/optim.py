@@ -113,19 +113,20 @@ class _Rows:
         self.t.lerp_(end.t, self._u(weight))
         return self
 
-    def addcmul_(self, a: _Rows, b: _Rows, value: Any = None) -> _Rows:
+    def _fused_(self, op: Any, a: _Rows, b: _Rows, value: Any) -> _Rows:
+        """``op(t, a, b, value=…)`` in place (``addcmul_`` / ``addcdiv_``); a per-model
+        ``value`` column multiplies ``a`` first, as torch's kernel takes (value·a)·b, /b."""
         if isinstance(value, torch.Tensor):
-            self.t.addcmul_(self._u(value) * a.t, b.t)
+            op(self.t, self._u(value) * a.t, b.t)
         else:
-            self.t.addcmul_(a.t, b.t, value=self._one(value))
+            op(self.t, a.t, b.t, value=self._one(value))
         return self
 
+    def addcmul_(self, a: _Rows, b: _Rows, value: Any = None) -> _Rows:
+        return self._fused_(torch.Tensor.addcmul_, a, b, value)
+
     def addcdiv_(self, a: _Rows, b: _Rows, value: Any = None) -> _Rows:
-        if isinstance(value, torch.Tensor):
-            self.t.addcdiv_(self._u(value) * a.t, b.t)
-        else:
-            self.t.addcdiv_(a.t, b.t, value=self._one(value))
-        return self
+        return self._fused_(torch.Tensor.addcdiv_, a, b, value)
 
     def sqrt_(self) -> _Rows:
         self.t.sqrt_()

@@ -379,15 +379,21 @@ def _fit(
     trainer = run.trainer
     if state is not None:
         try:
-            trainer.model.load_state_dict(state["trainer"]["model"])
-        except RuntimeError as err:  # another model than the config builds
+            trainer.load_state_dict(state["trainer"], train_loader=run.loaders["train"])
+        except RuntimeError as err:  # torch's model.load_state_dict: another model
+            if not str(err).startswith("Error(s) in loading state_dict"):
+                raise
             differences = " ".join(str(err).split("\n", 1)[-1].split())
+            old_bias = "Unexpected key" in differences and ".bias" in differences
             raise CheckpointError(
-                f"{last}: its model is not the one the run's config builds ({differences}); "
-                "runs saved before trainlab gave a layer that a batch norm follows no bias "
-                "cannot be resumed"
+                f"{last}: its model is not the one the run's config builds ({differences})"
+                + (
+                    "; runs saved before trainlab gave a layer that a batch norm follows no "
+                    "bias cannot be resumed"
+                    if old_bias
+                    else ""
+                )
             ) from None
-        trainer.load_state_dict(state["trainer"], train_loader=run.loaders["train"])
         echo(f"resuming after epoch {trainer.epoch} of {config.train.epochs}")
     elif resume is not None:
         echo("no checkpoint yet (stopped before its first epoch ended): starting it again")
