@@ -59,8 +59,8 @@ class Twisters:
     ----------
     generators : sequence of torch.Generator
         CPU generators; their states are read now. While the masks are drawn here the
-        generators themselves are not advanced: :meth:`write_back` gives them the states
-        torch's own draws would have left.
+        generators themselves are not advanced: :meth:`states` gives the states torch's
+        own draws would have left (``Generator.set_state`` takes them).
     """
 
     def __init__(self, generators: Sequence[torch.Generator]):
@@ -120,10 +120,6 @@ class Twisters:
         raw[:, _LEFT : _LEFT + 4] = self.counters[:, :1].astype(np.int32).view(np.uint8)
         raw[:, _NEXT : _NEXT + 8] = self.counters[:, 1:].astype(np.uint64).view(np.uint8)
         return [torch.from_numpy(r.copy()) for r in raw]
-
-    def write_back(self, generators: Sequence[torch.Generator]) -> None:
-        for g, state in zip(generators, self.states()):
-            g.set_state(state)
 
 
 def _rows(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
