@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from trainlab.train.run import fit
+from trainlab.run import fit
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -22,7 +22,7 @@ The loops:
     CPU), and ``loss.item()`` every step, summed for the epoch's mean loss, as a loop that
     logs its loss does. The baseline: ``× plain`` is steps/s over its steps/s.
 ``trainlab``
-    What ``trainlab fit`` runs: ``trainlab.train.run.prepare`` builds the Trainer from the
+    What ``trainlab fit`` runs: ``trainlab.run.prepare`` builds the Trainer from the
     config, with trainlab's Adam (``impl="auto"``), the config's LR schedule (a torch
     ``LambdaLR`` stepped every batch) and the callbacks of a real run: the metrics log
     (``metrics.jsonl``), the checkpoint (``last.pt`` written every epoch, into a
@@ -100,8 +100,8 @@ from optim_step import cpu_seconds, machine, others_load
 from trainlab import models, optim
 from trainlab.config import Config, load_config
 from trainlab.data import TensorLoader
+from trainlab.run import build, prepare
 from trainlab.train import Trainer
-from trainlab.train.run import build, prepare
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MODELS = {"mlp": "mnist1d_mlp", "cnn": "mnist1d_cnn"}

@@ -166,7 +166,7 @@ def test_a_diverged_variant_is_counted_not_dropped(config, tmp_path):
 
 
 def test_an_existing_output_directory_is_not_overwritten(config, tmp_path):
-    from trainlab.train.run import RunError
+    from trainlab.run import RunError
 
     out = tmp_path / "cmp"
     out.mkdir()

@@ -21,6 +21,7 @@ except ImportError:  # older typer runs on click itself
     import click.exceptions as _click_errors
 
 import trainlab
+from trainlab.errors import UserError
 
 __all__ = ["app", "main"]
 
@@ -108,26 +109,6 @@ def demo(
     )
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    """Exceptions that mean 'fix your input': printed as one line, exit status 2."""
-    from trainlab.config import ConfigError
-    from trainlab.data import DataError
-    from trainlab.sweep.run import SweepError
-    from trainlab.train import CheckpointError, NonFiniteLossError
-    from trainlab.train.run import RunError
-    from trainlab.tune import TuneError
-
-    return (
-        ConfigError,
-        DataError,
-        RunError,
-        CheckpointError,
-        NonFiniteLossError,
-        TuneError,
-        SweepError,
-    )
-
-
 @app.command()
 def fit(
     config: Path | None = typer.Argument(
@@ -149,13 +130,13 @@ def fit(
     ),
 ) -> None:
     """Train a model from a config; writes a run directory and prints a final table."""
-    from trainlab.train.run import fit as fit_run
-    from trainlab.train.run import format_summary
+    from trainlab.run import fit as fit_run
+    from trainlab.run import format_summary
 
     if config is None and resume is None:
         raise typer.BadParameter("give a CONFIG file, or --resume RUN_DIR", param_hint="CONFIG")
     if nproc > 1:
-        from trainlab.train.launch import launch_fit
+        from trainlab.launch import launch_fit
 
         launch_fit(config, set_ or [], nproc, out=out, resume=resume, quiet=quiet)
         return
@@ -247,21 +228,16 @@ def compare(
     from trainlab.compare import compare as run_compare
     from trainlab.compare import format_comparison
 
-    try:
-        result = run_compare(
-            config,
-            vary,
-            seeds=seeds,
-            tune_lr=tune_lr,
-            out=out,
-            target=target,
-            overrides=set_ or [],
-            echo=typer.echo,
-        )
-    except ValueError as err:
-        if isinstance(err, _user_errors()):
-            raise
-        raise typer.BadParameter(str(err)) from None
+    result = run_compare(
+        config,
+        vary,
+        seeds=seeds,
+        tune_lr=tune_lr,
+        out=out,
+        target=target,
+        overrides=set_ or [],
+        echo=typer.echo,
+    )
     typer.echo(format_comparison(result))
     typer.echo(f"report: {result['report']}")
 
@@ -326,7 +302,7 @@ def lr_find_command(
     good one off the loss curve (the model and optimizer are left as they were)."""
     from trainlab.config import load_config
     from trainlab.diagnose import lr_find
-    from trainlab.train.run import build
+    from trainlab.run import build
 
     pieces = build(load_config(config, set_ or []))
     try:
@@ -375,7 +351,7 @@ def diagnose(
     if run_dir is None:
         raise typer.BadParameter("give a RUN_DIR, or --sanity CONFIG", param_hint="RUN_DIR")
     from trainlab.diagnose.curves import format_findings
-    from trainlab.train.run import diagnose_run
+    from trainlab.run import diagnose_run
 
     typer.echo(format_findings(diagnose_run(run_dir)))
 
@@ -384,7 +360,7 @@ def _sanity(config_path: Path, overrides: list[str]) -> None:
     from trainlab import optim
     from trainlab.config import load_config
     from trainlab.diagnose import health, overfit_one_batch
-    from trainlab.train.run import build
+    from trainlab.run import build
 
     config = load_config(config_path, overrides)
     pieces = build(config)
@@ -486,13 +462,13 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"trainlab: error: {err.format_message()}", err=True)
         sys.exit(2)
     except Exception as err:
-        from trainlab.train.launch import LaunchError
+        from trainlab.launch import LaunchError
 
         if isinstance(err, LaunchError):  # a rank of `fit --nproc` failed
             if str(err):
                 typer.echo(f"trainlab: error: {err}", err=True)
             sys.exit(err.exit_code)
-        from trainlab.train.run import RunInterrupted
+        from trainlab.run import RunInterrupted
 
         if isinstance(err, RunInterrupted):  # SIGINT/SIGTERM: the epoch is saved
             if _rank() == 0:
@@ -502,7 +478,7 @@ def main(argv: list[str] | None = None) -> None:
             where = f" ({err.filename})" if err.filename else ""
             typer.echo(f"trainlab: error: {err.strerror or err}{where}", err=True)
             sys.exit(2)
-        if not isinstance(err, _user_errors()):
+        if not isinstance(err, UserError):
             lost = _lost_peer(err)
             if lost:
                 if not os.environ.get("TRAINLAB_LAUNCHED"):  # else the launcher reports

@@ -296,8 +296,8 @@ def compare(
         The output directory exists and is not empty.
     """
     from trainlab import data as tl_data
+    from trainlab.run import RunError, fit
     from trainlab.train import NonFiniteLossError
-    from trainlab.train.run import RunError, fit
 
     if not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")

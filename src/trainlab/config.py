@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trainlab import init as init_schemes
 from trainlab import models, optim, preprocess
 from trainlab import nn as tl_nn
+from trainlab.errors import UserError
 from trainlab.optim import schedule as schedules
 
 __all__ = [
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config the user has to fix; ``str(err)`` is one line naming the key."""
 
 

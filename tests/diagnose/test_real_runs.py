@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from trainlab.train.run import diagnose_run, fit
+from trainlab.run import diagnose_run, fit
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mnist1d_mlp.yaml"
 CNN = EXAMPLE.with_name("mnist1d_cnn.yaml")  # 96% on MNIST-1D: a good configuration

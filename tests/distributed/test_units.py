@@ -94,7 +94,7 @@ class _Failed:
 
 
 def test_the_launcher_names_the_rank_that_caused_the_failure(tmp_path):
-    from trainlab.train.launch import _failure
+    from trainlab.launch import _failure
 
     # rank 1 killed; rank 0 stopped by the launcher's SIGTERM in the same second
     err = _failure(_Failed(r0=_Failure(-15), r1=_Failure(-9)), 2, tmp_path)

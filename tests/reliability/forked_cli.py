@@ -136,7 +136,7 @@ def _serve() -> None:
     import trainlab.cli  # noqa: F401
     import trainlab.diagnose  # noqa: F401
     import trainlab.report  # noqa: F401
-    import trainlab.train.run  # noqa: F401
+    import trainlab.run  # noqa: F401
     import trainlab.tune.study  # noqa: F401
 
     print(json.dumps({"permissions_enforced": _permissions_enforced()}), flush=True)

@@ -254,7 +254,7 @@ def test_running_out_of_memory_is_one_line_with_advice_and_exit_2(
     def fit(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("trainlab.train.run.fit", fit)
+    monkeypatch.setattr("trainlab.run.fit", fit)
     code, _, err = run_cli(*_argv(tmp_path, "data.yaml", "nan.csv", []))
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith("trainlab: error: out of memory") and size in err

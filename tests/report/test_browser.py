@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from trainlab.train.run import fit
+from trainlab.run import fit
 
 from tables import write_table_config, write_table_csv
 

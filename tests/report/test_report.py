@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from trainlab.report import write_report
-from trainlab.train.run import fit
+from trainlab.run import fit
 
 from tables import write_table_csv
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from trainlab.run import fit
 from trainlab.train import Checkpoint, load_checkpoint
-from trainlab.train.run import fit
 
 from tables import write_table_config, write_table_csv
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from trainlab import optim
 from trainlab.data import TensorLoader
 from trainlab.train import Callback, EarlyStopping, Trainer
-from trainlab.train.trainer import _Sums
+from trainlab.train.metrics import MetricSums
 
 
 def _blobs(n=200, seed=0):
@@ -42,7 +42,7 @@ def _trainer(loss, callbacks=()):
 
 @pytest.mark.parametrize("fold_batches", [64, 3])  # one fold per epoch, or several
 def test_epoch_metrics_equal_the_per_batch_definition(monkeypatch, fold_batches):
-    monkeypatch.setattr(_Sums, "FOLD_BATCHES", fold_batches)
+    monkeypatch.setattr(MetricSums, "FOLD_BATCHES", fold_batches)
     record: list = []
     X, y = _blobs(n=200)  # batches of 30: the last one has 20
     trainer = _trainer(_recording_loss(record))
@@ -58,9 +58,9 @@ def test_epoch_metrics_equal_the_per_batch_definition(monkeypatch, fold_batches)
 
 
 def test_regression_sums_equal_float64_metrics_over_the_whole_split(monkeypatch):
-    monkeypatch.setattr(_Sums, "FOLD_BATCHES", 2)
+    monkeypatch.setattr(MetricSums, "FOLD_BATCHES", 2)
     gen = torch.Generator().manual_seed(1)
-    sums = _Sums("regression")
+    sums = MetricSums("regression")
     preds, targets, loss_sum = [], [], 0.0
     for size in (7, 30, 30, 13, 1):
         out = torch.randn(size, 1, generator=gen)  # a model's N × 1 output
@@ -79,13 +79,13 @@ def test_regression_sums_equal_float64_metrics_over_the_whole_split(monkeypatch)
 
 
 def test_totals_are_one_device_tensor_in_field_order():
-    sums = _Sums("classification")
+    sums = MetricSums("classification")
     out = torch.tensor([[2.0, 1.0], [0.0, 1.0], [3.0, 0.0]])  # predicts 0, 1, 0
     sums.update(out[:2], torch.tensor([0, 0]), torch.tensor(0.5))  # 1 correct
     sums.update(out[2:], torch.tensor([0]), torch.tensor(0.25))  # 1 correct
     totals = sums.totals()
-    assert totals.dtype == torch.float64 and totals.shape == (len(_Sums.FIELDS),)
-    assert dict(zip(_Sums.FIELDS, totals.tolist())) == {
+    assert totals.dtype == torch.float64 and totals.shape == (len(MetricSums.FIELDS),)
+    assert dict(zip(MetricSums.FIELDS, totals.tolist())) == {
         "n": 3.0,
         "loss": 0.5 * 2 + 0.25 * 1,
         "correct": 2.0,
@@ -99,7 +99,7 @@ def test_totals_are_one_device_tensor_in_field_order():
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_adding_batches_reads_nothing_back_to_the_host(task):
     # Meta tensors have no data: any .item(), .tolist() or bool() on them raises.
-    sums = _Sums(task, device="meta")
+    sums = MetricSums(task, device="meta")
     for size in (100, 100, 37) * 30:  # several folds
         out = torch.empty(size, 3 if task == "classification" else 1, device="meta")
         y = torch.empty(size, dtype=torch.long if task == "classification" else torch.float32)

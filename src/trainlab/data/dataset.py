@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from trainlab.errors import UserError
+
 __all__ = ["TASKS", "DataError", "Dataset"]
 
 TASKS = ("classification", "regression")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data problem the user can fix: a bad file, value, name or fraction.
 
     ``str(err)`` is one line that names the culprit (the file, line and column, the class,

@@ -66,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-from trainlab.train.trainer import history_best
+from trainlab.train.metrics import history_best, infer_task
 
 __all__ = [
     "KINDS",
@@ -729,15 +729,6 @@ def _check(history: Any, task: str | None, n_classes: int | None) -> list[dict]:
     return list(history)
 
 
-def _infer_task(history: Sequence[dict]) -> str | None:
-    keys = set(history[0]) if history else set()
-    if "train_accuracy" in keys:
-        return "classification"
-    if keys & {"train_r2", "train_mse"}:
-        return "regression"
-    return None
-
-
 def diagnose(
     history: Sequence[dict], task: str | None = None, n_classes: int | None = None
 ) -> list[Finding]:
@@ -767,7 +758,7 @@ def diagnose(
         a bad ``n_classes``.
     """
     history = _check(history, task, n_classes)
-    task = task or _infer_task(history)
+    task = task or infer_task(history)
     bad = _non_finite(history)
     lr = _last_lr(history)
     if len(history) < MIN_EPOCHS:

@@ -30,8 +30,8 @@ from torch import nn
 from trainlab import init as _init
 from trainlab import nn as tl_nn
 from trainlab.nn import BatchNorm1d, BatchNorm2d
-from trainlab.train.trainer import TASK_METRICS
-from trainlab.train.trainer import default_loss as _task_loss
+from trainlab.train.metrics import TASK_METRICS
+from trainlab.train.metrics import default_loss as _task_loss
 
 __all__ = [
     "DEAD_FRACTION_LIMIT",

@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from trainlab import data, init, models, optim, preprocess
 from trainlab import nn as tl_nn
 from trainlab.diagnose.curves import LEARNED_FRACTION
+from trainlab.figures import DPI
 from trainlab.lecture.claims import ClaimResult, register, verdict_from
-from trainlab.report.figures import DPI
-from trainlab.train.run import fit
+from trainlab.run import fit
 
 __all__ = [
     "preprocessing_speeds_up_gradient_descent",

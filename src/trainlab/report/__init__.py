@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from . import figures
+from trainlab import figures
 
 __all__ = ["write_report", "REPORT_NAME"]
 
@@ -286,8 +286,7 @@ def _task(summary: dict, config: dict, history: list[dict]) -> str:
 def _best_epoch(summary: dict, config: dict, history: list[dict], task: str) -> int | None:
     if summary.get("best_epoch") is not None:
         return summary["best_epoch"]
-    from trainlab.train.run import default_monitor
-    from trainlab.train.trainer import history_best
+    from trainlab.train.metrics import default_monitor, history_best
 
     monitor = (config.get("train") or {}).get("monitor") or default_monitor(
         task, any("val_loss" in h for h in history)
@@ -297,7 +296,7 @@ def _best_epoch(summary: dict, config: dict, history: list[dict], task: str) -> 
 
 
 def _run_section(d: Path, label: str | None = None, level: int = 2) -> str:
-    from trainlab.train.trainer import TASK_METRICS
+    from trainlab.train.metrics import TASK_METRICS
 
     h, sub = f"h{level}", f"h{level + 1}"
     summary, summary_problem = _read_json(d / "summary.json")
@@ -489,7 +488,7 @@ def _study_section(d: Path, label: str | None = None) -> str:
 
 def _comparison(dirs: list[Path], kinds: list[str], labels: list[str]) -> str:
     """One row per directory (a study by its final run) and overlaid validation curves."""
-    from trainlab.train.trainer import TASK_METRICS
+    from trainlab.train.metrics import TASK_METRICS
 
     rows, histories, metric_names = [], {}, []
     for d, kind, label in zip(dirs, kinds, labels):

@@ -32,9 +32,10 @@ import yaml
 
 from trainlab import data as tl_data
 from trainlab.config import Config, ConfigError, config_dict, load_config, save_config
+from trainlab.errors import UserError
+from trainlab.run import RunError, build
 from trainlab.train import EarlyStopping, save_checkpoint
-from trainlab.train.run import RunError, build, default_monitor
-from trainlab.train.trainer import TASK_METRICS, history_best, minimize
+from trainlab.train.metrics import TASK_METRICS, default_monitor, history_best, minimize
 
 from .stack import ArchitectureError
 from .trainer import SweepTrainer
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
     """A sweep the user can fix (a --vary item, or runs that cannot be trained together);
     ``str(err)`` is one line naming the culprit."""
 

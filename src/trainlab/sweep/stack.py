@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from trainlab.errors import UserError
 from trainlab.nn import Dropout
 
 from . import _mt
@@ -83,7 +84,7 @@ def uniform_draws_reproduce_bernoulli() -> bool:
     return True
 
 
-class ArchitectureError(ValueError):
+class ArchitectureError(UserError, ValueError):
     """The models given to :class:`StackedModel` do not share one architecture."""
 
 

@@ -27,7 +27,8 @@ from torch import nn
 from trainlab.optim import Optimizer
 from trainlab.train import EarlyStopping
 from trainlab.train.callbacks import _Best
-from trainlab.train.trainer import TASK_METRICS, _Sums, resolve_device
+from trainlab.train.metrics import TASK_METRICS, MetricSums
+from trainlab.train.trainer import resolve_device
 
 from .optim import StackedOptimizer
 from .stack import StackedModel
@@ -118,11 +119,11 @@ class _Feed:
 
 class _Totals:
     """Per-model running sums of one pass, kept on the device: row k holds model k's
-    ``[n, Σ_b n_b·loss_b, correct, sse, Σ y, Σ y²]`` (the Trainer's ``_Sums.FIELDS``)."""
+    ``[n, Σ_b n_b·loss_b, correct, sse, Σ y, Σ y²]`` (the Trainer's ``MetricSums.FIELDS``)."""
 
     def __init__(self, task: str, k: int, device: torch.device):
         self.task = task
-        self.sums = torch.zeros(k, len(_Sums.FIELDS), dtype=torch.float64, device=device)
+        self.sums = torch.zeros(k, len(MetricSums.FIELDS), dtype=torch.float64, device=device)
 
     def update(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor, per_model: bool):
         k = out.shape[0]
@@ -137,17 +138,17 @@ class _Totals:
             terms["sse"] = ((pred - yk) ** 2).flatten(1).sum(1)
             terms["sum_y"] = yk.flatten(1).sum(1)
             terms["sum_y2"] = (yk**2).flatten(1).sum(1)
-        for i, field in enumerate(_Sums.FIELDS):
+        for i, field in enumerate(MetricSums.FIELDS):
             if field in terms:
                 self.sums[:, i] += terms[field].to(torch.float64)
 
     def results(self) -> list[dict[str, float]]:
-        """One metrics dict per model, by the Trainer's own ``_Sums.result``."""
-        return [_Sums.result(_Row(self.task, row)) for row in self.sums.cpu()]
+        """One metrics dict per model, by the Trainer's own ``MetricSums.result``."""
+        return [MetricSums.result(_Row(self.task, row)) for row in self.sums.cpu()]
 
 
 class _Row:
-    """One model's sums, as ``_Sums.result`` reads them (``task``, ``totals()``)."""
+    """One model's sums, as ``MetricSums.result`` reads them (``task``, ``totals()``)."""
 
     def __init__(self, task: str, totals: torch.Tensor):
         self.task, self._totals = task, totals

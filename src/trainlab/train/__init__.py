@@ -10,7 +10,8 @@ from .callbacks import (
     TensorBoard,
 )
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .trainer import TASK_METRICS, NonFiniteLossError, Trainer, history_best, resolve_device
+from .metrics import TASK_METRICS, history_best
+from .trainer import NonFiniteLossError, Trainer, resolve_device
 
 __all__ = [
     "Trainer",

@@ -22,7 +22,7 @@ import torch
 
 from . import distributed
 from .checkpoint import remove_partial_writes, save_checkpoint
-from .trainer import minimize
+from .metrics import minimize
 
 __all__ = [
     "Callback",

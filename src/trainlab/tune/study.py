@@ -50,9 +50,10 @@ from trainlab.config import (
     load_config,
     save_config,
 )
+from trainlab.errors import UserError
+from trainlab.run import RunError, build, prepare, summarize
 from trainlab.train import EarlyStopping, Trainer
-from trainlab.train.run import RunError, build, default_monitor, prepare, summarize
-from trainlab.train.trainer import minimize
+from trainlab.train.metrics import default_monitor, minimize
 
 from .space import decode_params, default_params, parse_space, sample
 
@@ -72,7 +73,7 @@ RECONNECT_SECONDS = 60.0
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-class TuneError(ValueError):
+class TuneError(UserError, ValueError):
     """A tuning problem the user can fix (storage, study, workers)."""
 
 

@@ -31,11 +31,19 @@ import torch
 from trainlab import data as tl_data
 from trainlab import models, optim, preprocess
 from trainlab.config import Config, ConfigError, config_dict, load_config, save_config
-
-from . import distributed
-from .callbacks import Checkpoint, EarlyStopping, MetricsLog, Progress, StopOnSignal, TensorBoard
-from .checkpoint import CheckpointError, load_checkpoint
-from .trainer import TASK_METRICS, Trainer, default_loss, history_best, resolve_device
+from trainlab.train import distributed
+from trainlab.train.callbacks import (
+    Checkpoint,
+    EarlyStopping,
+    MetricsLog,
+    Progress,
+    StopOnSignal,
+    TensorBoard,
+)
+from trainlab.train.checkpoint import CheckpointError, load_checkpoint
+from trainlab.train.metrics import TASK_METRICS, default_loss, default_monitor, history_best
+from trainlab.train.rundir import RunError
+from trainlab.train.trainer import Trainer, resolve_device
 
 __all__ = [
     "RunError",
@@ -48,10 +56,6 @@ __all__ = [
     "fit",
     "seed_everything",
 ]
-
-
-class RunError(ValueError):
-    """A problem with the run directory or the run's inputs that the user can fix."""
 
 
 class RunInterrupted(Exception):
@@ -310,15 +314,6 @@ def prepare(
     )
     checkpoint.extra = run.extra
     return run
-
-
-def default_monitor(task: str, has_val: bool) -> str:
-    """The metric that picks the best epoch: validation accuracy for classification (the
-    validation loss of an overconfident classifier can rise while its accuracy still
-    improves), validation loss for regression; the training loss without a validation set."""
-    if not has_val:
-        return "train_loss"
-    return "val_accuracy" if task == "classification" else "val_loss"
 
 
 def _tensorboard_available() -> bool:

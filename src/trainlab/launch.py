@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from signal import SIGINT, SIGTERM
 
-from .run import RunError
+from trainlab.run import RunError
 
 __all__ = ["LaunchError", "launch_fit"]
 
@@ -60,8 +60,7 @@ def launch_fit(
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     from trainlab.config import load_config
-
-    from .run import _new_run_dir, resumable
+    from trainlab.run import _new_run_dir, resumable
 
     if not (isinstance(nproc, int) and nproc >= 1):
         raise RunError(f"--nproc must be a positive integer, got {nproc!r}")
