@@ -28,6 +28,7 @@ from trainlab import models, optim, preprocess
 from trainlab import nn as tl_nn
 from trainlab.errors import UserError
 from trainlab.optim import schedule as schedules
+from trainlab.space import parse_space
 
 __all__ = [
     "ConfigError",
@@ -315,8 +316,6 @@ class TuneConfig(_Section):
     @field_validator("space")
     @classmethod
     def _a_valid_space(cls, space: dict[str, Any]) -> dict[str, Any]:
-        from trainlab.tune.space import parse_space
-
         for key in space:
             if not _is_config_key(key):
                 raise ValueError(f"{key!r} is not a config key (e.g. optimizer.lr, model.dropout)")

@@ -15,8 +15,6 @@ epoch.
 from __future__ import annotations
 
 import json
-import os
-import random
 import shlex
 import signal
 import time
@@ -25,23 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from trainlab import data as tl_data
-from trainlab import models, optim, preprocess
-from trainlab.config import Config, ConfigError, config_dict, load_config, save_config
+from trainlab.config import Config, config_dict, load_config, save_config
 from trainlab.train import distributed
+from trainlab.train.build import Pieces, build, eval_loader, seed_everything
 from trainlab.train.callbacks import (
     Checkpoint,
-    EarlyStopping,
     MetricsLog,
     Progress,
     StopOnSignal,
     TensorBoard,
 )
 from trainlab.train.checkpoint import CheckpointError, load_checkpoint
-from trainlab.train.metrics import TASK_METRICS, default_loss, default_monitor, history_best
+from trainlab.train.metrics import TASK_METRICS, history_best
 from trainlab.train.rundir import RunError
 from trainlab.train.trainer import Trainer, resolve_device
 
@@ -66,23 +60,6 @@ class RunInterrupted(Exception):
     def __init__(self, message: str, exit_status: int):
         super().__init__(message)
         self.exit_status = exit_status
-
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch; with ``deterministic``, ask torch for deterministic
-    kernels (a resumed run then equals an uninterrupted one).
-
-    Deterministic mode would also have torch fill every new tensor with NaN
-    (``torch.utils.deterministic.fill_uninitialized_memory``), a debugging aid that costs
-    a write of every allocation — 13 % of a batched sweep step (K = 32 MNIST-1D MLPs,
-    ``bench/sweep.py``). No kernel here reads memory it has not written, so it is off."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.utils.deterministic.fill_uninitialized_memory = False
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 @dataclass
@@ -140,84 +117,6 @@ def _check_resume_overrides(overrides: list[str]) -> None:
             )
 
 
-@dataclass
-class Pieces:
-    """What a config builds before anything is written: data, split, model, optimizer."""
-
-    config: Config
-    dataset: Any
-    split: Any
-    preprocessor: Any
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    loaders: dict[str, Any]
-    device: torch.device
-
-    def loss(self):
-        """The training loss of the task (cross-entropy or mean squared error)."""
-        return default_loss(self.dataset.task)
-
-
-def build(
-    config: Config, split: Any = None, parts: tuple[str, ...] = ("train", "val", "test")
-) -> Pieces:
-    """Load the data, split it (unless ``split`` is given), fit the preprocessing on the
-    training split, build the model and the optimizer. Writes nothing.
-
-    Only the ``parts`` named get a loader: a tuning trial asks for train and val, so the
-    test samples are never even indexed before the final evaluation."""
-    seed_everything(config.seed, config.train.deterministic)
-    device = resolve_device(config.train.device)
-    try:
-        dataset = tl_data.load(
-            config.data.dataset, target=config.data.target, task=config.data.task
-        )
-    except tl_data.UnknownDataset as err:
-        raise tl_data.DataError(f"data.dataset: {err}") from None
-    if split is None:
-        s = config.data.split
-        split = tl_data.split(
-            dataset, val=s.val, test=s.test, stratify=s.stratify, seed=config.seed
-        )
-
-    X, y = dataset.X, dataset.y
-    pre = None
-    if config.data.preprocess:
-        # fitted on the training split only, always
-        pre = preprocess.Pipeline([preprocess.make(name) for name in config.data.preprocess])
-        pre.fit(X[torch.as_tensor(split.train)])
-        X = pre.transform(X).float()
-    X, y = X.to(device), y.to(device)
-
-    def part(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        i = torch.as_tensor(idx, device=device)
-        return X[i], y[i]
-
-    batch = config.train.batch_size
-    loaders = {
-        "train": tl_data.TensorLoader(
-            *part(split.train), batch_size=batch, shuffle=True, seed=config.seed
-        )
-    }
-    for name in ("val", "test"):
-        idx = getattr(split, name)
-        if len(idx) and name in parts:
-            loaders[name] = tl_data.TensorLoader(
-                *part(idx), batch_size=max(batch, 1000), shuffle=False
-            )
-
-    n_out = dataset.n_classes if dataset.task == "classification" else 1
-    try:
-        model = models.build(config.model.kind, tuple(X.shape[1:]), n_out, **config.model.options())
-    except ValueError as err:
-        raise ConfigError(f"model: {err}") from None
-    hyper = config.optimizer.hyperparameters()
-    if config.optimizer.lr == "auto":
-        hyper["lr"] = 1e-3  # a stand-in until the LR finder (or a resumed state) sets it
-    opt = optim.create(config.optimizer.name, model.parameters(), **hyper)
-    return Pieces(config, dataset, split, pre, model.to(device), opt, loaders, device)
-
-
 def find_lr(pieces: Pieces, echo: Callable[[str], None] = print) -> Any:
     """Run the LR range test on the pieces' model and training data; set the optimizer's
     learning rate to the suggestion. Model, optimizer state and RNGs are left as they were.
@@ -259,26 +158,7 @@ def prepare(
     finder = None
     if config.optimizer.lr == "auto" and not resuming:  # resumed: the state has the lr
         finder = find_lr(pieces, echo)
-    total_steps = config.train.epochs * len(loaders["train"])
-    scheduler = optim.schedule.scheduler(pieces.optimizer, config.schedule.build(total_steps))
-
-    monitor = config.train.monitor or default_monitor(dataset.task, "val" in loaders)
-    es = config.train.early_stopping
-    logged = [
-        f"{part}_{m}"
-        for part in ("train", "val")
-        if part in loaders
-        for m in TASK_METRICS[dataset.task]
-    ]
-    for key, metric in (
-        ("train.monitor", monitor),
-        ("train.early_stopping.metric", es.metric if es else None),
-    ):
-        if metric is not None and metric not in logged:
-            raise ConfigError(
-                f"{key}: {metric!r} is not logged by this run "
-                f"({dataset.task}); logged: {', '.join(logged)}"
-            )
+    monitor = pieces.monitor()
     main = distributed.is_main()  # in a distributed run, rank 0 alone writes
     if not resuming and main:  # every check passed: now the run directory is made
         _create(run_dir)
@@ -288,10 +168,7 @@ def prepare(
             finder.plot(run_dir / "lr_find.png")
             (run_dir / "lr_find.json").write_text(json.dumps(finder.to_dict(), indent=2) + "\n")
 
-    callbacks: list[Any] = []
-    if es is not None:
-        callbacks.append(EarlyStopping(es.metric, es.patience, es.min_delta))
-    callbacks += [
+    callbacks: list[Any] = [
         MetricsLog(run_dir / "metrics.jsonl"),
         Progress(config.train.epochs, enabled=None if not quiet else False),
     ]
@@ -301,14 +178,7 @@ def prepare(
         run_dir / "checkpoints", metric=monitor, every=config.train.checkpoint_every
     )
     callbacks.append(checkpoint)  # last: it saves the other callbacks' updated state
-    trainer = Trainer(
-        pieces.model,
-        pieces.optimizer,
-        task=dataset.task,
-        scheduler=scheduler,
-        callbacks=callbacks,
-        device=pieces.device,
-    )
+    trainer = pieces.trainer(callbacks)
     run = Run(
         config, run_dir, dataset, pieces.split, pieces.preprocessor, trainer, loaders, checkpoint
     )
@@ -458,7 +328,7 @@ def summarize(run: Run, seconds: float) -> dict:
     for name in ("train", "val", "test"):
         loader = run.loaders.get(name)
         if name == "train":  # metrics in eval mode (no dropout), in order
-            loader = tl_data.TensorLoader(loader.X, loader.y, batch_size=1000, shuffle=False)
+            loader = eval_loader(loader)
         summary[name] = trainer.evaluate(loader) if loader is not None else {}
     from trainlab.diagnose import diagnose
 

@@ -12,7 +12,7 @@ import time
 import optuna
 import pytest
 
-from trainlab.train import run as run_module
+import trainlab.run as run_module
 from trainlab.tune import study as study_module
 from trainlab.tune import tune
 

@@ -52,10 +52,9 @@ from trainlab.config import (
 )
 from trainlab.errors import UserError
 from trainlab.run import RunError, build, prepare, summarize
+from trainlab.space import decode_params, default_params, parse_space, sample
 from trainlab.train import EarlyStopping, Trainer
 from trainlab.train.metrics import default_monitor, minimize
-
-from .space import decode_params, default_params, parse_space, sample
 
 __all__ = ["TuneError", "tune", "objective_for", "open_storage", "STORAGE_FILE"]
 

@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from trainlab.config import ConfigError, load_config
-from trainlab.tune.space import default_params, parse_space, sample
+from trainlab.space import default_params, parse_space, sample
 from trainlab.tune.study import _accepts
 
 SPACE = {
