@@ -48,9 +48,12 @@ test: $(VENV)/.stamp-dev
 	fi; \
 	$(BIN)/python -m pytest -q
 
+# ruff, and the layers of ../shared/DESIGN.md (the import-linter contracts in pyproject.toml:
+# no upward import, no cycle, imports inside functions included).
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 $(VENV)/.stamp-bench: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP_INSTALL) -e ".[bench]"

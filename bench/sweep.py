@@ -8,7 +8,7 @@ them log-spaced over 1e-4 … 1e-1, all with the config's seed (so they share th
 one batch per step for all, the case a learning-rate sweep is). ``--seeds S`` gives each
 learning rate S seeds instead (S data orders).
 
-* **sequential**: for each of the K configs, ``trainlab.run.build`` (data, split,
+* **sequential**: for each of the K configs, ``trainlab.train.build.build`` (data, split,
   model, optimizer) and then ``Trainer(model, optimizer).fit(train, val, epochs)``, one
   after another in this process; only the ``fit`` calls are timed.
 * **batched**: the same K pieces built the same way, then one
@@ -54,9 +54,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from optim_step import cpu_seconds, machine, others_load  # noqa: E402
 from trainlab.config import load_config  # noqa: E402
-from trainlab.run import build  # noqa: E402
 from trainlab.sweep import SweepTrainer  # noqa: E402
 from trainlab.train import Trainer  # noqa: E402
+from trainlab.train.build import build  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "examples" / "mnist1d_mlp.yaml"

@@ -100,8 +100,9 @@ from optim_step import cpu_seconds, machine, others_load
 from trainlab import models, optim
 from trainlab.config import Config, load_config
 from trainlab.data import TensorLoader
-from trainlab.run import build, prepare
+from trainlab.run import prepare
 from trainlab.train import Trainer
+from trainlab.train.build import build
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MODELS = {"mlp": "mnist1d_mlp", "cnn": "mnist1d_cnn"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,3 +168,34 @@ def test_resume_refuses_to_change_what_is_trained(tmp_path, run_cli):
     assert code == 0 and "resuming after epoch 4 of 6" in out
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["epochs_run"] == 6
+
+
+def test_a_run_writes_its_summary_once_and_no_report(tmp_path, monkeypatch):
+    # one writer: RunDir.write_summary, called once when the run is done; rendering
+    # report.html is the CLI's job, not the procedure's
+    from trainlab.train import checkpoint as checkpoint_module
+
+    written = []
+    real = checkpoint_module.replace_atomically
+
+    def counting(path, write):
+        written.append(Path(path).name)
+        return real(path, write)
+
+    monkeypatch.setattr(checkpoint_module, "replace_atomically", counting)
+    config = write_table_config(tmp_path, write_table_csv(tmp_path))
+    summary = fit(config, ["train.epochs=2"], out=tmp_path / "run", quiet=True)
+    assert written.count("summary.json") == 1
+    assert not (tmp_path / "run" / "report.html").exists()
+    assert json.loads((tmp_path / "run" / "summary.json").read_text()) == json.loads(
+        json.dumps(summary)
+    )
+
+
+def test_the_cli_renders_the_report_of_a_fit(tmp_path, run_cli):
+    config = write_table_config(tmp_path, write_table_csv(tmp_path))
+    code, out, err = run_cli("fit", str(config), "--out", str(tmp_path / "run"), "--quiet")
+    assert code == 0, err
+    report = tmp_path / "run" / "report.html"
+    assert f"report: {report}" in out and report.is_file()
+    assert "report" not in json.loads((tmp_path / "run" / "summary.json").read_text())

@@ -144,11 +144,20 @@ def fit(
     if _rank() != 0:  # under torchrun, rank 0 prints
         return
     typer.echo(format_summary(summary))
+    typer.echo(f"report: {_render_report(summary['run_dir'])}")
     if summary["diagnosis"]:
         from trainlab.diagnose.curves import Finding, format_findings
 
         typer.echo("")
         typer.echo(format_findings([Finding(**f) for f in summary["diagnosis"]]))
+
+
+def _render_report(run_dir: str | Path) -> Path:
+    """The CLI renders every page: a procedure returns its directory, this writes
+    ``report.html`` there."""
+    from trainlab.report import write_report
+
+    return write_report(run_dir)
 
 
 @app.command()
@@ -302,7 +311,7 @@ def lr_find_command(
     good one off the loss curve (the model and optimizer are left as they were)."""
     from trainlab.config import load_config
     from trainlab.diagnose import lr_find
-    from trainlab.run import build
+    from trainlab.train.build import build
 
     pieces = build(load_config(config, set_ or []))
     try:
@@ -360,7 +369,7 @@ def _sanity(config_path: Path, overrides: list[str]) -> None:
     from trainlab import optim
     from trainlab.config import load_config
     from trainlab.diagnose import health, overfit_one_batch
-    from trainlab.run import build
+    from trainlab.train.build import build
 
     config = load_config(config_path, overrides)
     pieces = build(config)

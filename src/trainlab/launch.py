@@ -17,7 +17,9 @@ import uuid
 from pathlib import Path
 from signal import SIGINT, SIGTERM
 
-from trainlab.run import RunError
+from trainlab.config import load_config
+from trainlab.run import RunError, _new_run_dir, resumable
+from trainlab.train.rundir import RunDir
 
 __all__ = ["LaunchError", "launch_fit"]
 
@@ -59,9 +61,6 @@ def launch_fit(
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    from trainlab.config import load_config
-    from trainlab.run import _new_run_dir, resumable
-
     if not (isinstance(nproc, int) and nproc >= 1):
         raise RunError(f"--nproc must be a positive integer, got {nproc!r}")
     args = ["-m", "trainlab", "fit"]
@@ -71,7 +70,7 @@ def launch_fit(
         args += ["--resume", str(run_dir)]
     else:
         cfg = load_config(config, overrides)
-        run_dir = _new_run_dir(cfg, out)
+        run_dir = _new_run_dir(cfg.name, out)
         args += [str(config), "--out", str(run_dir)]
     for pair in overrides:
         args += ["--set", pair]
@@ -118,7 +117,7 @@ def _failure(err, nproc: int, run_dir: Path) -> LaunchError:
         how = f"was killed by {failure.signal_name()}"
     else:
         how = f"failed with exit status {failure.exitcode}"
-    if (run_dir / "checkpoints" / "last.pt").is_file():
+    if RunDir(run_dir).last.is_file():
         then = f"continue from its last checkpoint with: {resume}"
     else:  # killed before its first checkpoint: --resume starts it again in place
         then = f"it had no checkpoint yet; start it again with: {resume}"

@@ -1,20 +1,15 @@
-"""A run from a config: data, split, preprocessing, model, optimizer, Trainer, run directory.
+"""The fit procedure: train a run from a config, resume it, summarize it, diagnose it.
 
-A run is a directory::
-
-    config.yaml      the fully resolved config
-    split.json       the train/validation/test indices
-    metrics.jsonl    one line per epoch
-    checkpoints/     last.pt (everything, for --resume) and best.pt (best validation)
-    summary.json     final metrics of the best epoch's weights on train, val and test
-
-The test split is evaluated once, at the end, with the weights of the best validation
-epoch.
+The run directory's layout, readers and writers belong to
+:class:`trainlab.train.rundir.RunDir`; the run's pieces are built by
+:func:`trainlab.train.build.build`. This module wires them into a procedure: pick the
+directory, build, check, create the directory, train (resumably), evaluate the best
+epoch's weights on every split (the test split once, at the end), diagnose the curves and
+write ``summary.json`` once. Rendering ``report.html`` is left to the CLI.
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 import signal
 import time
@@ -25,6 +20,7 @@ from typing import Any
 
 from trainlab import data as tl_data
 from trainlab.config import Config, config_dict, load_config, save_config
+from trainlab.diagnose import diagnose, lr_find
 from trainlab.train import distributed
 from trainlab.train.build import Pieces, build, eval_loader, seed_everything
 from trainlab.train.callbacks import (
@@ -36,7 +32,7 @@ from trainlab.train.callbacks import (
 )
 from trainlab.train.checkpoint import CheckpointError, load_checkpoint
 from trainlab.train.metrics import TASK_METRICS, history_best
-from trainlab.train.rundir import RunError
+from trainlab.train.rundir import RunDir, RunError
 from trainlab.train.trainer import Trainer, resolve_device
 
 __all__ = [
@@ -83,26 +79,6 @@ class Run:
         }
 
 
-def _new_run_dir(config: Config, out: str | Path | None) -> Path:
-    if out is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / f"{config.name}-{stamp}"
-    run_dir = Path(out)
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise RunError(
-            f"run directory {run_dir} already exists and is not empty; choose "
-            "another --out, or continue it with --resume"
-        )
-    return run_dir  # created only once everything is ready (see prepare)
-
-
-def _create(run_dir: Path) -> None:
-    try:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise RunError(f"cannot create run directory {run_dir}: {err.strerror}") from None
-
-
 #: What `--set` may change when a run is resumed: how long and where it trains, not what.
 RESUMABLE_KEYS = ("train.epochs", "train.early_stopping", "train.device", "train.checkpoint_every")
 
@@ -126,8 +102,6 @@ def find_lr(pieces: Pieces, echo: Callable[[str], None] = print) -> Any:
     RunError
         When the finder has no suggestion (its message says why).
     """
-    from trainlab.diagnose import lr_find
-
     result = lr_find(
         pieces.model, pieces.optimizer, pieces.loaders["train"], pieces.loss(), device=pieces.device
     )
@@ -152,8 +126,8 @@ def prepare(
 ) -> Run:
     """Build the run's pieces and its Trainer; create the run directory (a new run) once
     every check has passed. ``split`` fixes the split of a new run (tuning does)."""
-    split_path = run_dir / "split.json"
-    pieces = build(config, tl_data.Split.load(split_path) if resuming else split)
+    rd = RunDir(run_dir)
+    pieces = build(config, tl_data.Split.load(rd.split) if resuming else split)
     dataset, loaders = pieces.dataset, pieces.loaders
     finder = None
     if config.optimizer.lr == "auto" and not resuming:  # resumed: the state has the lr
@@ -161,22 +135,20 @@ def prepare(
     monitor = pieces.monitor()
     main = distributed.is_main()  # in a distributed run, rank 0 alone writes
     if not resuming and main:  # every check passed: now the run directory is made
-        _create(run_dir)
-        save_config(config, run_dir / "config.yaml")  # first: from here on --resume works
-        pieces.split.save(split_path)
+        rd.create()
+        save_config(config, rd.config)  # first: from here on --resume works
+        pieces.split.save(rd.split)
         if finder is not None:
-            finder.plot(run_dir / "lr_find.png")
-            (run_dir / "lr_find.json").write_text(json.dumps(finder.to_dict(), indent=2) + "\n")
+            finder.plot(rd.file(RunDir.LR_FIND_PLOT))
+            rd.write_json(RunDir.LR_FIND, finder.to_dict())
 
     callbacks: list[Any] = [
-        MetricsLog(run_dir / "metrics.jsonl"),
+        MetricsLog(rd.metrics),
         Progress(config.train.epochs, enabled=None if not quiet else False),
     ]
     if main and _tensorboard_available():
-        callbacks.append(TensorBoard(run_dir / "tensorboard"))
-    checkpoint = Checkpoint(
-        run_dir / "checkpoints", metric=monitor, every=config.train.checkpoint_every
-    )
+        callbacks.append(TensorBoard(rd.tensorboard))
+    checkpoint = Checkpoint(rd.checkpoints, metric=monitor, every=config.train.checkpoint_every)
     callbacks.append(checkpoint)  # last: it saves the other callbacks' updated state
     trainer = pieces.trainer(callbacks)
     run = Run(
@@ -230,16 +202,16 @@ def _fit(
         config = load_config(config_path, overrides)
     distributed.init(resolve_device(config.train.device))  # a no-op without torchrun
     if resume is None:  # rank 0 picks the directory (a timestamp), every rank uses it
-        run_dir = Path(distributed.on_main(_new_run_dir, config, out))
+        run_dir = Path(distributed.on_main(_new_run_dir, config.name, out))
         state = None
     main = distributed.is_main()
     if not main:
         echo = _silent
     if resume is not None and state is None and main:  # killed before its first checkpoint
-        (run_dir / "checkpoints" / "best.pt").unlink(missing_ok=True)
+        RunDir(run_dir).best.unlink(missing_ok=True)
     run = prepare(config, run_dir, resuming=state is not None, quiet=quiet, echo=echo)
     if main and state is not None and overrides:  # a new run's is written by prepare
-        save_config(config, run_dir / "config.yaml")
+        save_config(config, RunDir(run_dir).config)
     echo(f"run directory: {run_dir}")
     trainer = run.trainer
     if state is not None:
@@ -274,13 +246,8 @@ def _fit(
             128 + (stop.received or signal.SIGTERM),
         )
     summary = summarize(run, time.perf_counter() - started)
-    if not main:
-        return summary
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    from trainlab.report import write_report
-
-    summary["report"] = str(write_report(run_dir))
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if main:
+        RunDir(run_dir).write_summary(summary)  # once, when the run is done
     return summary
 
 
@@ -294,13 +261,13 @@ def resumable(run_dir: Path, overrides: list[str]) -> tuple[Config, Path | None]
     RunError
         When ``run_dir`` is no run directory or an override changes what the run is.
     """
-    saved = run_dir / "config.yaml"
+    rd = RunDir(run_dir)
+    saved = rd.config
     if not saved.is_file():
         raise RunError(f"cannot resume {run_dir}: no config.yaml there (is it a run directory?)")
     _check_resume_overrides(overrides)
     config = load_config(saved, overrides)
-    last = run_dir / "checkpoints" / "last.pt"
-    return config, last if last.is_file() else None
+    return config, rd.last if rd.last.is_file() else None
 
 
 def _silent(message: str) -> None:
@@ -330,8 +297,6 @@ def summarize(run: Run, seconds: float) -> dict:
         if name == "train":  # metrics in eval mode (no dropout), in order
             loader = eval_loader(loader)
         summary[name] = trainer.evaluate(loader) if loader is not None else {}
-    from trainlab.diagnose import diagnose
-
     findings = diagnose(trainer.history, task=run.dataset.task, n_classes=run.dataset.n_classes)
     summary["diagnosis"] = [f.to_dict() for f in findings]
     return summary
@@ -345,27 +310,15 @@ def diagnose_run(run_dir: str | Path) -> list:
     RunError
         When the directory has no (readable) metrics.jsonl.
     """
-    from trainlab.diagnose import diagnose
+    rd = RunDir(run_dir)
+    history = rd.read_history(strict=True)
+    task, n_classes = rd.task(history)
+    return diagnose(history, task=task or "regression", n_classes=n_classes)
 
-    run_dir = Path(run_dir)
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        raise RunError(f"{run_dir} is not a run directory: no metrics.jsonl there")
-    history = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                history.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise RunError(f"{path}, line {number}: not a JSON object") from None
-    task = n_classes = None
-    summary_path = run_dir / "summary.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        task, n_classes = summary.get("task"), summary.get("n_classes")
-    if task is None:
-        task = "classification" if any("train_accuracy" in h for h in history) else "regression"
-    return diagnose(history, task=task, n_classes=n_classes)
+
+def _new_run_dir(name: str, out: str | Path | None) -> Path:
+    """The directory of a new run (a path, so that ranks can share it)."""
+    return RunDir.new(name, out).path
 
 
 def format_summary(summary: dict) -> str:
@@ -382,6 +335,4 @@ def format_summary(summary: dict) -> str:
         f"best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
         f"{summary['seconds']:.1f} s; results in {summary['run_dir']}"
     )
-    if summary.get("report"):
-        lines.append(f"report: {summary['report']}")
     return "\n".join(lines)

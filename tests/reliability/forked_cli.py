@@ -195,7 +195,8 @@ class _Probe:
 def _install(faults: dict) -> None:
     import torch
 
-    from trainlab.train import callbacks, run
+    from trainlab import run
+    from trainlab.train import callbacks
     from trainlab.train import checkpoint as checkpoint_module
     from trainlab.train import trainer as trainer_module
 

@@ -1,0 +1,77 @@
+"""The layers of ../shared/DESIGN.md hold: checked by import-linter's own contracts (in
+pyproject.toml), run here so that CI fails on a new upward import or import cycle."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _lint_imports(cwd: Path) -> subprocess.CompletedProcess:
+    """``lint-imports`` on the package under ``cwd/src`` with the contracts of
+    ``cwd/pyproject.toml``."""
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert exe, "lint-imports is missing: it comes with the dev extra (import-linter)"
+    env = dict(os.environ, PYTHONPATH=str(cwd / "src"))
+    return subprocess.run(
+        [exe, "--no-cache"], cwd=cwd, capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def test_the_layers_and_acyclic_contracts_are_kept():
+    result = _lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout
+    assert "Layers: interfaces > procedures > training > components KEPT" in result.stdout
+    assert "No import cycles inside any package KEPT" in result.stdout
+
+
+@pytest.fixture
+def broken_copy(tmp_path: Path) -> Path:
+    """A copy of the package and its contracts, to break on purpose."""
+    shutil.copytree(
+        ROOT / "src" / "trainlab",
+        tmp_path / "src" / "trainlab",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def test_an_upward_import_inside_a_function_breaks_the_layers(broken_copy: Path):
+    # the optimizers (components) reaching up into the CLI (interfaces), dodged in a function
+    sgd = broken_copy / "src" / "trainlab" / "optim" / "sgd.py"
+    sgd.write_text(
+        sgd.read_text()
+        + textwrap.dedent(
+            """
+
+            def _upward():
+                from trainlab import cli
+
+                return cli
+            """
+        )
+    )
+    result = _lint_imports(broken_copy)
+    assert result.returncode != 0
+    assert "trainlab.optim is not allowed to import trainlab.cli" in result.stdout
+
+
+def test_a_cycle_inside_a_package_breaks_the_acyclic_contract(broken_copy: Path):
+    # train.metrics importing train.trainer, which imports train.metrics
+    metrics = broken_copy / "src" / "trainlab" / "train" / "metrics.py"
+    metrics.write_text(
+        metrics.read_text() + "\n\ndef _cycle():\n    from . import trainer\n\n    return trainer\n"
+    )
+    result = _lint_imports(broken_copy)
+    assert result.returncode != 0
+    assert "No import cycles inside any package BROKEN" in result.stdout
