@@ -75,3 +75,34 @@ def test_a_cycle_inside_a_package_breaks_the_acyclic_contract(broken_copy: Path)
     result = _lint_imports(broken_copy)
     assert result.returncode != 0
     assert "No import cycles inside any package BROKEN" in result.stdout
+
+
+#: Suites that test the whole tool rather than one module (they mirror no source file).
+CROSS_CUTTING = {"reliability"}
+
+
+def _source_units() -> list[str]:
+    """The top-level modules and packages of trainlab (``run``, ``train``, ...)."""
+    src = ROOT / "src" / "trainlab"
+    modules = [p.stem for p in src.glob("*.py") if not p.stem.startswith("_")]
+    packages = [p.name for p in src.iterdir() if (p / "__init__.py").is_file()]
+    return sorted(modules + packages)
+
+
+def test_the_test_tree_mirrors_the_source_tree():
+    # a module trainlab/X.py is tested in tests/test_X.py; a package trainlab/X/ in
+    # tests/X/, with a test module for each of its public modules that has its own tests
+    missing = []
+    for unit in _source_units():
+        package = ROOT / "src" / "trainlab" / unit
+        if package.is_dir():
+            if not list((ROOT / "tests" / unit).glob("test_*.py")):
+                missing.append(f"tests/{unit}/test_*.py")
+        elif not (ROOT / "tests" / f"test_{unit}.py").is_file():
+            missing.append(f"tests/test_{unit}.py")
+    assert not missing, f"source units without their test module: {missing}"
+    for directory in (ROOT / "tests").iterdir():
+        if directory.is_dir() and list(directory.glob("test_*.py")):
+            assert directory.name in _source_units() or directory.name in CROSS_CUTTING, (
+                f"tests/{directory.name}/ mirrors no package of src/trainlab"
+            )
