@@ -173,16 +173,16 @@ def test_resume_refuses_to_change_what_is_trained(tmp_path, run_cli):
 def test_a_run_writes_its_summary_once_and_no_report(tmp_path, monkeypatch):
     # one writer: RunDir.write_summary, called once when the run is done; rendering
     # report.html is the CLI's job, not the procedure's
-    from trainlab.train import checkpoint as checkpoint_module
+    from trainlab import atomic
 
     written = []
-    real = checkpoint_module.replace_atomically
+    real = atomic.replace_atomically
 
     def counting(path, write):
         written.append(Path(path).name)
         return real(path, write)
 
-    monkeypatch.setattr(checkpoint_module, "replace_atomically", counting)
+    monkeypatch.setattr(atomic, "replace_atomically", counting)
     config = write_table_config(tmp_path, write_table_csv(tmp_path))
     summary = fit(config, ["train.epochs=2"], out=tmp_path / "run", quiet=True)
     assert written.count("summary.json") == 1

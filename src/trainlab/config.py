@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trainlab import init as init_schemes
 from trainlab import models, optim, preprocess
 from trainlab import nn as tl_nn
+from trainlab.atomic import write_atomic
 from trainlab.errors import UserError
 from trainlab.optim import schedule as schedules
 from trainlab.space import parse_space
@@ -631,4 +632,4 @@ def save_config(config: Config, path: str | Path) -> None:
     The model section keeps only the options its kind has (a linear model has no
     activation), so the file loads back as it is.
     """
-    Path(path).write_text(yaml.safe_dump(config_dict(config), sort_keys=False), encoding="utf-8")
+    write_atomic(path, yaml.safe_dump(config_dict(config), sort_keys=False))

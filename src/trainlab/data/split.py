@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from trainlab.atomic import write_atomic
 from trainlab.data.dataset import DataError, Dataset
 
 __all__ = ["Split", "split"]
@@ -60,7 +59,7 @@ class Split:
 
         The record is ``{"train": [...], "val": [...], "test": [...], "seed": ...,
         "stratified": ...}``. It is written to a temporary name and renamed, so a crash never
-        leaves half a split behind.
+        leaves half a split behind (:func:`trainlab.atomic.write_atomic`).
         """
         path = Path(path)
         record = {
@@ -70,16 +69,7 @@ class Split:
             "seed": self.seed,
             "stratified": self.stratified,
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, json.dumps(record))
 
     @classmethod
     def load(cls, path: str | Path) -> Split:

@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trainlab.atomic import write_atomic
 from trainlab.errors import UserError
 
-from .checkpoint import write_atomic
 from .metrics import infer_task
 
 __all__ = ["RunDir", "RunError", "require_empty"]
