@@ -20,8 +20,10 @@ from typing import Any
 
 import torch
 
+from trainlab.atomic import remove_partial_writes, write_atomic
+
 from . import distributed
-from .checkpoint import remove_partial_writes, save_checkpoint
+from .checkpoint import save_checkpoint
 from .metrics import minimize
 
 __all__ = [
@@ -171,9 +173,7 @@ class MetricsLog(Callback):
         self.path = Path(path)
 
     def on_fit_start(self, trainer) -> None:
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(h) + "\n" for h in trainer.history), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_atomic(self.path, "".join(json.dumps(h) + "\n" for h in trainer.history))
 
     def on_epoch_end(self, trainer, logs: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
