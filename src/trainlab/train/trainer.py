@@ -17,6 +17,7 @@ from trainlab.config import ConfigError
 from trainlab.errors import UserError
 
 from . import distributed
+from .callbacks import Callback
 from .metrics import TASK_METRICS, MetricSums, default_loss
 
 __all__ = [
@@ -293,8 +294,6 @@ class Trainer:
         """The callbacks' ``hook`` methods this process calls, in order; the no-op defaults
         of :class:`~trainlab.train.callbacks.Callback` are left out, so a per-batch hook
         that no callback implements costs nothing."""
-        from .callbacks import Callback  # callbacks.py imports this module
-
         default = getattr(Callback, hook, None)
         main = self.world.main
         methods = []
