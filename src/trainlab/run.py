@@ -31,8 +31,8 @@ from trainlab.train.callbacks import (
     TensorBoard,
 )
 from trainlab.train.checkpoint import CheckpointError, load_checkpoint
-from trainlab.train.metrics import TASK_METRICS, history_best
-from trainlab.train.rundir import RunDir, RunError
+from trainlab.train.metrics import TASK_METRICS
+from trainlab.train.rundir import RunDir, RunError, make_summary
 from trainlab.train.trainer import Trainer, resolve_device
 
 __all__ = [
@@ -280,26 +280,27 @@ def summarize(run: Run, seconds: float) -> dict:
     distributed.barrier()  # rank 0 has written best.pt
     if run.checkpoint.best.is_file():
         trainer.model.load_state_dict(load_checkpoint(run.checkpoint.best)["model"])
-    best = history_best(trainer.history, run.checkpoint.tracker.metric)
-    summary: dict[str, Any] = {
-        "run_dir": str(run.run_dir),
-        "name": run.config.name,
-        "task": run.dataset.task,
-        "n_classes": run.dataset.n_classes,
-        "best_epoch": best[0] if best else None,
-        "epochs_run": trainer.epoch,
-        "steps": trainer.step,
-        "skipped_steps": trainer.skipped_steps,
-        "seconds": round(seconds, 2),
-    }
+    evaluated = {}
     for name in ("train", "val", "test"):
         loader = run.loaders.get(name)
         if name == "train":  # metrics in eval mode (no dropout), in order
             loader = eval_loader(loader)
-        summary[name] = trainer.evaluate(loader) if loader is not None else {}
+        if loader is not None:
+            evaluated[name] = trainer.evaluate(loader)
     findings = diagnose(trainer.history, task=run.dataset.task, n_classes=run.dataset.n_classes)
-    summary["diagnosis"] = [f.to_dict() for f in findings]
-    return summary
+    return make_summary(
+        run_dir=run.run_dir,
+        name=run.config.name,
+        task=run.dataset.task,
+        n_classes=run.dataset.n_classes,
+        history=trainer.history,
+        monitor=run.checkpoint.tracker.metric,
+        steps=trainer.step,
+        skipped_steps=trainer.skipped_steps,
+        seconds=seconds,
+        evaluated=evaluated,
+        diagnosis=[f.to_dict() for f in findings],
+    )
 
 
 def diagnose_run(run_dir: str | Path) -> list:

@@ -108,3 +108,18 @@ def test_a_write_that_fails_is_a_user_error_naming_the_file(tmp_path):
     rd = RunDir(blocker / "run")  # its parent is a file: nothing can be written there
     with pytest.raises(UserError, match=r"cannot write .*summary.json"):
         rd.write_summary({})
+
+
+def test_one_summary_schema_for_runs_trained_alone_or_batched():
+    from trainlab.train.rundir import make_summary
+
+    history = [{"epoch": 1, "val_loss": 0.5}, {"epoch": 2, "val_loss": 0.4}]
+    common = dict(
+        run_dir="r", name="n", task="regression", n_classes=None, history=history,
+        monitor="val_loss", steps=20, seconds=1.234, diagnosis=[],
+        evaluated={"train": {"loss": 0.3}, "val": {"loss": 0.4}},
+    )  # fmt: skip
+    alone, batched = make_summary(**common), make_summary(**common, batched=True)
+    assert list(alone) == list(batched)  # the same keys, in the same order
+    assert alone["best_epoch"] == 2 and alone["epochs_run"] == 2 and alone["seconds"] == 1.23
+    assert alone["test"] == {} and alone["batched"] is False and batched["batched"] is True

@@ -28,9 +28,9 @@ from typing import Any
 from trainlab.atomic import write_atomic
 from trainlab.errors import UserError
 
-from .metrics import infer_task
+from .metrics import history_best, infer_task
 
-__all__ = ["RunDir", "RunError", "require_empty"]
+__all__ = ["RunDir", "RunError", "make_summary", "require_empty"]
 
 
 class RunError(UserError, ValueError):
@@ -50,6 +50,42 @@ def require_empty(path: str | Path, what: str = "run directory", hint: str = "")
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise RunError(f"{what} {path} already exists and is not empty; {hint or 'choose another'}")
     return path
+
+
+def make_summary(
+    *,
+    run_dir: str | Path | None,
+    name: str,
+    task: str,
+    n_classes: int | None,
+    history: list[dict],
+    monitor: str,
+    steps: int,
+    seconds: float,
+    evaluated: dict[str, dict],
+    diagnosis: list[dict],
+    skipped_steps: int = 0,
+    batched: bool = False,
+) -> dict[str, Any]:
+    """The one schema of ``summary.json``, for a run trained alone (``fit``) or in a batch
+    (``sweep``): the run, its best epoch by ``monitor``, its counters, the best weights'
+    metrics on each split (``evaluated``: split → metrics; ``{}`` for a split not there),
+    the diagnosis of its curves, and whether it was trained batched."""
+    best = history_best(history, monitor)
+    return {
+        "run_dir": None if run_dir is None else str(run_dir),
+        "name": name,
+        "task": task,
+        "n_classes": n_classes,
+        "best_epoch": best[0] if best else None,
+        "epochs_run": len(history),
+        "steps": steps,
+        "skipped_steps": skipped_steps,
+        "seconds": round(seconds, 2),
+        **{split: evaluated.get(split) or {} for split in ("train", "val", "test")},
+        "diagnosis": diagnosis,
+        "batched": batched,
+    }
 
 
 def _json_default(value: Any) -> Any:
