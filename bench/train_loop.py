@@ -9,7 +9,7 @@ What is trained
 ---------------
 The models of ``examples/mnist1d_mlp.yaml`` (40-100-100-10 MLP, batch norm, dropout 0.3)
 and ``examples/mnist1d_cnn.yaml`` (three 32-channel stride-2 convolutions, batch norm,
-dropout 0.2), built by ``trainlab.models.build`` from those configs, on their training
+dropout 0.2), built by ``trainlab.models.create`` from those configs, on their training
 split of MNIST-1D held in memory as tensors, with their batch size (100), Adam with their
 learning rate (1e-2), and their number of epochs (120 and 100: 3,960 and 3,500 steps).
 The loops:
@@ -159,7 +159,7 @@ def load_setup(name: str, device: str = "cpu") -> Setup:
 def new_model(setup: Setup) -> torch.nn.Module:
     """A freshly initialized model of the example (trainlab's builder, the config's options)."""
     torch.manual_seed(setup.config.seed)
-    model = models.build(
+    model = models.create(
         setup.config.model.kind,
         tuple(setup.X.shape[1:]),
         setup.n_classes,

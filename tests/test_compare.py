@@ -8,8 +8,11 @@ import math
 
 import pytest
 
-from trainlab.compare import compare, format_comparison, lr_grid, parse_vary
+from trainlab.compare import CompareError, compare, format_comparison, lr_grid
 from trainlab.config import ConfigError
+from trainlab.report import write_report
+from trainlab.train.rundir import RunError
+from trainlab.variants import VaryError
 
 from tables import write_table_config, write_table_csv
 
@@ -22,49 +25,7 @@ def config(tmp_path):
 SHORT = ["train.epochs=2"]
 
 
-# --------------------------------------------------------------------------- parse_vary
-
-
-def test_parse_vary_types_values_as_yaml():
-    vary = parse_vary(
-        [
-            "optimizer.name=sgd,momentum",
-            "model.dropout=0,0.5",
-            "optimizer.lr=1e-3, 3e-2",
-            "model.hidden=[64,64],[128]",
-            "model.norm=none",
-        ]
-    )
-    assert vary == {
-        "optimizer.name": ["sgd", "momentum"],
-        "model.dropout": [0, 0.5],
-        "optimizer.lr": [1e-3, 3e-2],
-        "model.hidden": [[64, 64], [128]],
-        "model.norm": ["none"],
-    }
-    assert isinstance(vary["optimizer.lr"][0], float)
-
-
-@pytest.mark.parametrize(
-    "item",
-    [
-        "optimizer.name",
-        "=sgd,adam",
-        "optimizer..name=sgd",
-        "optimizer.name=",
-        "model.dropout=0,,0.5",
-    ],
-)
-def test_parse_vary_rejects_malformed_items_naming_them(item):
-    with pytest.raises(ValueError, match=item.replace(".", r"\.")):
-        parse_vary([item])
-
-
-def test_parse_vary_rejects_repeated_keys_and_values():
-    with pytest.raises(ValueError, match="already varied"):
-        parse_vary(["model.dropout=0", "model.dropout=0.5"])
-    with pytest.raises(ValueError, match="repeated"):
-        parse_vary(["optimizer.name=adam,adam"])
+# --------------------------------------------------------------------------- lr grid
 
 
 def test_lr_grid_is_log_spaced_around_the_center():
@@ -78,17 +39,33 @@ def test_lr_grid_is_log_spaced_around_the_center():
 
 def test_bad_arguments_fail_before_training(config, tmp_path):
     out = tmp_path / "cmp"
-    with pytest.raises(ValueError, match="seeds"):
+    with pytest.raises(CompareError, match="seeds"):
         compare(config, ["model.dropout=0"], seeds=0, out=out)
-    with pytest.raises(ValueError, match="tune_lr"):
+    with pytest.raises(CompareError, match="tune_lr"):
         compare(config, ["model.dropout=0"], tune_lr=1, out=out)
-    with pytest.raises(ValueError, match="optimizer.lr"):
+    with pytest.raises(CompareError, match="optimizer.lr"):
         compare(config, ["optimizer.lr=0.1,0.01"], tune_lr=2, out=out)
-    with pytest.raises(ValueError, match="model.dropout="):
+    with pytest.raises(VaryError, match="model.dropout="):
         compare(config, ["model.dropout="], out=out)
     # an unknown key in the second variant: the config's own error, nothing trained
     with pytest.raises(ConfigError, match="bogus"):
         compare(config, ["optimizer.name=adam,sgd", "optimizer.bogus=1"], out=out)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--vary", "optimizer.name"], "--vary 'optimizer.name': expected KEY=SPEC"),
+        (["--vary", "model.dropout=0,,0.5"], "--vary 'model.dropout=0,,0.5': an empty value"),
+        (["--vary", "model.dropout=0", "--seeds", "0"], "seeds must be at least 1"),
+    ],
+)
+def test_a_bad_argument_is_a_one_line_cli_error(config, tmp_path, run_cli, args, says):
+    out = tmp_path / "cmp"
+    code, _, err = run_cli("compare", str(config), *args, "--out", str(out))
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"trainlab: error: {says}")
     assert not out.exists()
 
 
@@ -123,7 +100,14 @@ def test_two_variants_two_seeds(config, tmp_path):
     rows = list(csv.DictReader(open(out / "compare.csv")))
     assert [r["model.dropout"] for r in rows] == ["0", "0.5"]
     assert (out / "curves.png").stat().st_size > 1000
-    report = (out / "report.html").read_text()
+    # the comparison page (the CLI renders it): seed 0 of each variant
+    assert result["report_runs"] == [
+        str(out / "model.dropout=0/seed0"),
+        str(out / "model.dropout=0.5/seed0"),
+    ]
+    assert saved["report_runs"] == result["report_runs"] and "report" not in saved
+    assert not (out / "report.html").exists()
+    report = write_report(result["report_runs"], out / "report.html").read_text()
     assert "comparison of 2 runs" in report
 
 
@@ -161,13 +145,11 @@ def test_a_diverged_variant_is_counted_not_dropped(config, tmp_path):
     table = format_comparison(result)
     assert "optimizer.lr=1e6" in table
     assert table.splitlines()[3].split()[1:3] == ["1", "1"]  # runs, diverged
-    assert (out / "curves.png").is_file() and (out / "report.html").is_file()
+    assert (out / "curves.png").is_file() and ok["runs"][0]["run_dir"] in result["report_runs"]
     assert math.isfinite(ok["summary"]["final_val"]["mean"])
 
 
 def test_an_existing_output_directory_is_not_overwritten(config, tmp_path):
-    from trainlab.run import RunError
-
     out = tmp_path / "cmp"
     out.mkdir()
     (out / "x").write_text("")

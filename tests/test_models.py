@@ -144,18 +144,27 @@ def test_norm_none_and_dropout_zero_add_no_layers() -> None:
 
 
 @pytest.mark.parametrize(
-    ("norm", "layer_type", "groups"),
-    [("layer", tnn.GroupNorm, 1), ("group", tnn.GroupNorm, 4), ("batch", tnn.BatchNorm1d, None)],
+    ("norm", "layer_type"),
+    [("layer", tnn.LayerNorm), ("group", tnn.GroupNorm), ("batch", tnn.BatchNorm1d)],
 )
-def test_mlp_norm_argument_picks_the_layer(
-    norm: str, layer_type: type[nn.Module], groups: int | None
-) -> None:
+def test_mlp_norm_argument_picks_the_layer(norm: str, layer_type: type[nn.Module]) -> None:
     model = models.mlp(10, 3, hidden=(100,), norm=norm)
     assert type(model.fc1_norm) is layer_type
-    if groups is None:
+    if norm == "layer":  # over the 100 features of each sample
+        assert model.fc1_norm.normalized_shape == (100,)
+    elif norm == "group":  # gcd(32, 100) = 4 groups
+        assert (model.fc1_norm.num_groups, model.fc1_norm.num_channels) == (4, 100)
+    else:
         assert model.fc1_norm.num_features == 100
-    else:  # layer norm is group norm with one group; group norm: gcd(32, 100) = 4 groups
-        assert (model.fc1_norm.num_groups, model.fc1_norm.num_channels) == (groups, 100)
+
+
+def test_cnn_norm_layer_is_conv_layer_norm_then_layer_norm_on_the_features() -> None:
+    one = models.cnn1d(40, 10, channels=(4,), hidden=(8,), norm="layer")
+    two = models.cnn2d((1, 8, 8), 10, channels=(4,), hidden=(8,), norm="layer")
+    for model in (one, two):
+        assert type(model.conv1_norm) is tnn.ConvLayerNorm and model.conv1_norm.num_channels == 4
+        assert type(model.fc1_norm) is tnn.LayerNorm and model.fc1_norm.normalized_shape == (8,)
+    assert one(torch.randn(3, 40)).shape == two(torch.randn(3, 8, 8)).shape == (3, 10)
 
 
 def test_cnn_norm_instance_normalizes_the_convolutions_only() -> None:
@@ -231,7 +240,7 @@ def test_models_print_their_layer_names() -> None:
         assert name in text
 
 
-# --- build ---------------------------------------------------------------------------
+# --- create --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -245,15 +254,15 @@ def test_models_print_their_layer_names() -> None:
         ("cnn2d", (3, 8, 8), {"dropout": 0.2}, lambda: models.cnn2d((3, 8, 8), 10, dropout=0.2)),
     ],
 )
-def test_build_dispatches_by_kind_with_the_sample_shape(
+def test_create_dispatches_by_kind_with_the_sample_shape(
     kind: str, input_shape: tuple[int, ...], options: dict, expected
 ) -> None:
-    model = models.build(kind, input_shape, 10, **options)
+    model = models.create(kind, input_shape, 10, **options)
     assert repr(model) == repr(expected())
     assert model(torch.randn(4, *input_shape)).shape == (4, 10)
 
 
-def test_options_lists_each_kinds_build_options() -> None:
+def test_options_lists_each_kinds_builder_options() -> None:
     assert models.OPTIONS["linear"] == ("init",)
     assert models.OPTIONS["mlp"] == (
         "hidden",
@@ -264,7 +273,7 @@ def test_options_lists_each_kinds_build_options() -> None:
         "init",
     )
     assert "kernel_size" in models.OPTIONS["cnn1d"] and "stride" not in models.OPTIONS["cnn2d"]
-    assert set(models.OPTIONS) == set(models.KINDS)
+    assert set(models.OPTIONS) == set(models.NAMES)
 
 
 # --- validation ----------------------------------------------------------------------
@@ -273,7 +282,7 @@ def test_options_lists_each_kinds_build_options() -> None:
 @pytest.mark.parametrize(
     ("make", "match"),
     [
-        (lambda: models.build("rnn", (40,), 10), "kind must be one of linear, mlp, cnn1d, cnn2d"),
+        (lambda: models.create("rnn", (40,), 10), "kind must be one of linear, mlp, cnn1d, cnn2d"),
         (lambda: models.mlp(40, 10, activation="rleu"), "activation must be one of relu, tanh"),
         (lambda: models.mlp(40, 10, norm="batchnorm"), "norm must be one of none, batch"),
         (lambda: models.mlp(40, 10, norm="instance"), "instance.*makes no sense for an mlp"),
@@ -283,26 +292,26 @@ def test_options_lists_each_kinds_build_options() -> None:
         (lambda: models.mlp(40, 10, dropout=-0.1), "dropout must be"),
         (lambda: models.cnn2d((1, 8, 8), 10, dropout="0.5"), "dropout must be"),
         (lambda: models.mlp(40, 10, dropout_mode="test"), "dropout_mode must be one of inverted"),
-        (lambda: models.linear(0, 10), "in_features must be an int > 0"),
-        (lambda: models.linear(40, -1), "n_out must be an int > 0"),
+        (lambda: models.linear(0, 10), "in_features must be a positive int"),
+        (lambda: models.linear(40, -1), "n_out must be a positive int"),
         (lambda: models.mlp(40.0, 10), "in_features"),
         (lambda: models.mlp(40, 10, hidden=(100, 0)), "hidden must be a list of ints > 0"),
         (lambda: models.mlp(40, 10, hidden=100), "hidden must be a list"),
         (lambda: models.cnn1d(0, 10), "in_length"),
         (lambda: models.cnn1d(40, 10, in_channels=0), "in_channels"),
         (lambda: models.cnn1d(40, 10, channels=()), "channels must be a non-empty list"),
-        (lambda: models.cnn1d(40, 10, kernel_size=0), "kernel_size must be an int > 0"),
+        (lambda: models.cnn1d(40, 10, kernel_size=0), "kernel_size must be a positive int"),
         (lambda: models.cnn1d(40, 10, channels=(4,), kernel_size=(5, 3)), "2 entries .* has 1"),
-        (lambda: models.cnn1d(40, 10, stride=0), "stride must be an int > 0"),
+        (lambda: models.cnn1d(40, 10, stride=0), "stride must be a positive int"),
         (lambda: models.cnn1d(6, 10, kernel_size=5), "in_length=6 is too short"),
         (lambda: models.cnn2d((1, 8), 10), r"in_shape must be \(C, H, W\)"),
         (lambda: models.cnn2d((1, 0, 8), 10), "in_shape H"),
-        (lambda: models.cnn2d((1, 8, 8), 10, kernel_size=0), "kernel_size must be an int > 0"),
+        (lambda: models.cnn2d((1, 8, 8), 10, kernel_size=0), "kernel_size must be a positive int"),
         (lambda: models.cnn2d((1, 4, 4), 10, channels=(2, 2, 2)), "too small for 3 conv blocks"),
-        (lambda: models.build("mlp", (40,), 10, channels=(4,)), "'mlp' has no option channels"),
-        (lambda: models.build("cnn1d", (1, 2, 3), 10), r"cnn1d needs input_shape \(L,\)"),
-        (lambda: models.build("cnn2d", (64,), 10), r"cnn2d needs input_shape \(H, W\)"),
-        (lambda: models.build("mlp", (40, 0), 10), "input_shape must be"),
+        (lambda: models.create("mlp", (40,), 10, channels=(4,)), "'mlp' has no option channels"),
+        (lambda: models.create("cnn1d", (1, 2, 3), 10), r"cnn1d needs input_shape \(L,\)"),
+        (lambda: models.create("cnn2d", (64,), 10), r"cnn2d needs input_shape \(H, W\)"),
+        (lambda: models.create("mlp", (40, 0), 10), "input_shape must be"),
     ],
 )
 def test_bad_argument_raises_value_error_naming_it(make, match: str) -> None:
@@ -326,7 +335,7 @@ def test_model_trains_to_a_lower_loss_on_random_data(
     kind: str, input_shape: tuple[int, ...], options: dict
 ) -> None:
     x, y = torch.randn(64, *input_shape), torch.randint(0, 3, (64,))
-    model = models.build(kind, input_shape, 3, **options).train()
+    model = models.create(kind, input_shape, 3, **options).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(30):

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from trainlab import nn as tnn
+from trainlab.errors import HyperparameterError
 
 
 @pytest.fixture(autouse=True)
@@ -292,42 +293,73 @@ def test_instance_norm_refuses_running_stats_and_feature_vectors() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "dim", "cls"),
+    ("name", "dim", "cls"),
     [
-        ("none", 1, nn.Identity),
+        ("none", 0, nn.Identity),
+        ("batch", 0, tnn.BatchNorm1d),
         ("batch", 1, tnn.BatchNorm1d),
         ("batch", 2, tnn.BatchNorm2d),
-        ("layer", 1, tnn.GroupNorm),
-        ("layer", 2, tnn.GroupNorm),
+        ("layer", 0, tnn.LayerNorm),
+        ("layer", 1, tnn.ConvLayerNorm),
+        ("layer", 2, tnn.ConvLayerNorm),
         ("instance", 1, tnn.InstanceNorm1d),
         ("instance", 2, tnn.InstanceNorm2d),
+        ("group", 0, tnn.GroupNorm),
         ("group", 2, tnn.GroupNorm),
     ],
 )
-def test_norm_layer_builds_each_kind(kind: str, dim: int, cls: type[nn.Module]) -> None:
-    layer = tnn.norm_layer(kind, 64, dim=dim)
+def test_create_norm_builds_each_name(name: str, dim: int, cls: type[nn.Module]) -> None:
+    layer = tnn.create_norm(name, 64, dim=dim)
     assert type(layer) is cls
-    if dim == 2:
-        shape = (4, 64, 3, 3)
-    else:
-        shape = (4, 64, 3) if kind == "instance" else (4, 64)
+    shape = (4, 64, *([3] * dim))
     assert layer(torch.randn(shape)).shape == shape
 
 
-def test_norm_layer_layer_on_feature_vectors_is_layer_norm() -> None:
+def test_layer_norm_of_feature_vectors_is_torch_layer_norm() -> None:
     x = torch.randn(8, 10) * 3 + 1
-    torch.testing.assert_close(tnn.norm_layer("layer", 10)(x), tnn.LayerNorm(10)(x))
+    layer = tnn.create_norm("layer", 10)
+    assert isinstance(layer, nn.LayerNorm) and layer.normalized_shape == (10,)
+    torch.testing.assert_close(layer(x), nn.LayerNorm(10)(x))
 
 
-def test_norm_layer_passes_options_and_picks_groups() -> None:
-    assert tnn.norm_layer("batch", 8, dim=2, stats="exact").stats == "exact"
-    assert tnn.norm_layer("group", 64).num_groups == 32
-    assert tnn.norm_layer("group", 100).num_groups == 4
-    assert tnn.norm_layer("group", 64, num_groups=8).num_groups == 8
+@pytest.mark.parametrize("shape", [(6, 4, 9), (6, 4, 5, 3)])
+def test_conv_layer_norm_normalizes_each_sample_over_channels_and_positions(shape) -> None:
+    x = torch.randn(shape) * 3 + 1
+    layer = tnn.create_norm("layer", 4, dim=len(shape) - 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([1.0, 2.0, 0.5, -1.0]))
+        layer.bias.copy_(torch.tensor([0.0, 1.0, -1.0, 2.0]))
+    dims = tuple(range(1, len(shape)))
+    mean = x.mean(dims, keepdim=True)
+    var = x.var(dims, correction=0, keepdim=True)
+    per_channel = (1, 4, *([1] * (len(shape) - 2)))
+    want = (x - mean) / torch.sqrt(var + 1e-5) * layer.weight.view(per_channel)
+    want = want + layer.bias.view(per_channel)
+    torch.testing.assert_close(layer(x), want)
+    assert layer.num_groups == 1 and layer.weight.shape == (4,)
+    assert repr(layer) == "ConvLayerNorm(4, eps=1e-05, affine=True)"
 
 
-def test_norm_layer_with_an_unknown_kind_or_dim_raises_listing_the_choices() -> None:
-    with pytest.raises(ValueError, match="none, batch, sync_batch, layer, instance, group"):
-        tnn.norm_layer("weight", 8)
-    with pytest.raises(ValueError, match="dim must be 1"):
-        tnn.norm_layer("batch", 8, dim=3)
+def test_conv_layer_norm_on_feature_vectors_is_layer_norm() -> None:
+    x = torch.randn(8, 10) * 3 + 1
+    torch.testing.assert_close(tnn.ConvLayerNorm(10)(x), tnn.LayerNorm(10)(x))
+
+
+def test_create_norm_passes_options_and_picks_groups() -> None:
+    assert tnn.create_norm("batch", 8, dim=2, stats="exact").stats == "exact"
+    assert tnn.create_norm("group", 64).num_groups == 32
+    assert tnn.create_norm("group", 100).num_groups == 4
+    assert tnn.create_norm("group", 64, num_groups=8).num_groups == 8
+
+
+def test_create_norm_with_an_unknown_name_or_dim_raises_listing_the_choices() -> None:
+    names = "none, batch, sync_batch, layer, instance, group"
+    with pytest.raises(HyperparameterError, match=f"name must be one of {names}; got 'weight'"):
+        tnn.create_norm("weight", 8)
+    with pytest.raises(HyperparameterError, match="dim must be one of 0, 1, 2; got 3"):
+        tnn.create_norm("batch", 8, dim=3)
+
+
+def test_instance_norm_of_feature_vectors_is_refused() -> None:
+    with pytest.raises(ValueError, match="use layer norm"):
+        tnn.create_norm("instance", 8, dim=0)

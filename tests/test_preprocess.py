@@ -17,7 +17,7 @@ from trainlab.preprocess import (
     Pipeline,
     Standardize,
     Whiten,
-    make,
+    create,
 )
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -460,17 +460,17 @@ def test_pipeline_transform_chains_its_steps():
     assert pipe.n_features_in_ == x.shape[1] and pipe.n_samples_seen_ == len(x)
 
 
-def test_make_maps_config_names_to_estimators():
+def test_create_maps_config_names_to_estimators():
     assert NAMES == ("center", "standardize", "whiten_pca", "whiten_zca")
-    assert type(make("center")) is Center
-    assert type(make("standardize")) is Standardize
-    assert make("whiten_pca").method == "pca"
-    assert make("whiten_zca", eps=1e-3).get_params() == {"method": "zca", "eps": 1e-3}
+    assert type(create("center")) is Center
+    assert type(create("standardize")) is Standardize
+    assert create("whiten_pca").method == "pca"
+    assert create("whiten_zca", eps=1e-3).get_params() == {"method": "zca", "eps": 1e-3}
 
 
-def test_make_with_an_unknown_name_lists_the_allowed_names():
-    with pytest.raises(ValueError, match="'center', 'standardize', 'whiten_pca', 'whiten_zca'"):
-        make("normalize")
+def test_create_with_an_unknown_name_lists_the_allowed_names():
+    with pytest.raises(ValueError, match="center, standardize, whiten_pca, whiten_zca"):
+        create("normalize")
 
 
 # --------------------------------------------------------------------------- lecture C8

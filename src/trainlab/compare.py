@@ -1,8 +1,8 @@
 """Compare variants of a config fairly: the same tuning budget, several seeds, failures counted.
 
 ``compare(config, vary=["optimizer.name=sgd,adam"], seeds=3, tune_lr=5)`` trains every
-variant (the cartesian product of the ``vary`` lists, each a list of ``--set``
-overrides) the way optimizer benchmarks (DeepOBS) do it:
+variant (the cartesian product of the ``vary`` lists, read by :mod:`trainlab.variants`,
+each variant a list of ``--set`` overrides) the way optimizer benchmarks (DeepOBS) do it:
 
 1. with ``tune_lr=K``, K learning rates, log-spaced over :data:`LR_DECADES` decades
    centered on the variant's optimizer default (1e-2 for the SGD family), are trained with
@@ -15,28 +15,64 @@ A run that diverges (``NonFiniteLossError``, or a non-finite validation metric) 
 failure: it is recorded and counted, and its metrics count as the worst value (accuracy
 0, loss inf) in the means; it is never dropped.
 
+The phases, each a function: :func:`plan_comparison` (check every variant, pick the
+directory), :func:`train_runs` (batched through :mod:`trainlab.sweep` when the runs can
+be, else one :func:`~trainlab.run.fit` after another), :func:`measure` (each run's numbers
+from its ``metrics.jsonl``), :func:`choose_lr` (each variant's grid winner),
+:func:`summarize` (mean ± std per variant) and :func:`write_outputs`.
+
 The output directory holds one run directory per (variant, lr, seed), e.g.
-``optimizer.name=adam/lr=0.001/seed0``, and ``compare.json``, ``compare.csv``,
-``curves.png`` and ``report.html``.
+``optimizer.name=adam/lr=0.001/seed0``, and ``compare.json``, ``compare.csv`` and
+``curves.png``; the result names the runs of the comparison page (``report_runs``), which
+the CLI renders as ``report.html``.
 """
 
 from __future__ import annotations
 
-import csv
-import itertools
-import json
 import math
-import re
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from trainlab.config import ConfigError, load_config, parse_overrides
+from trainlab import optim
+from trainlab.atomic import write_atomic
+from trainlab.config import Config, load_config
+from trainlab.errors import UserError
+from trainlab.run import fit
+from trainlab.sweep.run import SweepError, fit_many
+from trainlab.train import NonFiniteLossError
+from trainlab.train.build import load_dataset
+from trainlab.train.rundir import RunDir, dumps, finite, require_empty
+from trainlab.variants import (
+    combine,
+    parse_vary_items,
+    pm,
+    stats,
+    text_table,
+    value_text,
+    write_csv,
+)
 
-__all__ = ["compare", "parse_vary", "format_comparison", "lr_grid", "LR_DECADES"]
+__all__ = [
+    "CompareError",
+    "LR_DECADES",
+    "Plan",
+    "Progress",
+    "choose_lr",
+    "compare",
+    "format_comparison",
+    "lr_grid",
+    "measure",
+    "plan_comparison",
+    "summarize",
+    "train_runs",
+    "write_outputs",
+]
 
 #: How many decades the learning-rate grid of ``tune_lr`` spans, centered on the default.
 LR_DECADES = 3.0
@@ -44,90 +80,9 @@ LR_DECADES = 3.0
 SGD_CENTER = 1e-2
 
 
-# --------------------------------------------------------------------------- parsing
-
-
-def _split_values(text: str) -> list[str]:
-    """Split at the commas that are not inside brackets, braces or quotes."""
-    parts, depth, quote, current = [], 0, None, []
-    for ch in text:
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(ch)
-    parts.append("".join(current))
-    return [p.strip() for p in parts]
-
-
-def parse_vary(items: list[str]) -> dict[str, list]:
-    """``["optimizer.name=sgd,momentum", "model.dropout=0,0.5"]`` → ``{"optimizer.name":
-    ["sgd", "momentum"], "model.dropout": [0, 0.5]}``.
-
-    Values are read as YAML, as ``--set`` reads them (``1e-3`` is a number); commas inside
-    brackets do not split (``model.hidden=[64,64],[128]`` is two values).
-
-    Raises
-    ------
-    ValueError
-        For an item that is not ``KEY=V1,V2,…``, has an empty value, repeats a value, or
-        repeats a key of another item; the message names the item.
-    """
-    return {key: [value for _, value in pairs] for key, pairs in _parse_vary(items).items()}
-
-
-def _parse_vary(items: list[str]) -> dict[str, list[tuple[str, Any]]]:
-    """key → [(the value as the user wrote it, the typed value)]."""
-    out: dict[str, list[tuple[str, Any]]] = {}
-    for item in items:
-        key, sep, text = str(item).partition("=")
-        key = key.strip()
-        if not sep or not key or any(not part for part in key.split(".")):
-            raise ValueError(
-                f"--vary {item!r}: expected KEY=V1,V2,… with a dotted key, "
-                "e.g. optimizer.name=sgd,adam"
-            )
-        texts = _split_values(text)
-        if not text.strip() or any(not t for t in texts):
-            raise ValueError(f"--vary {item!r}: empty value; give values as KEY=V1,V2,…")
-        if key in out:
-            raise ValueError(f"--vary {item!r}: {key} is already varied by another --vary")
-        try:
-            values = [parse_overrides([f"v={t}"])["v"] for t in texts]
-        except ConfigError as err:
-            raise ValueError(f"--vary {item!r}: {err}") from None
-        if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
-            raise ValueError(f"--vary {item!r}: a value is repeated")
-        out[key] = list(zip(texts, values))
-    return out
-
-
-def _text(value: Any) -> str:
-    """A value as ``--set`` text that reads back as the same value."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (int,)):
-        return str(value)
-    return json.dumps(value)
-
-
-def _safe(name: str) -> str:
-    """A path component: no separators, no spaces or odd characters."""
-    return re.sub(r"[^A-Za-z0-9._=,+\-\[\]]", "_", name) or "_"
+class CompareError(UserError, ValueError):
+    """A comparison the user can fix (its seeds, its tuning budget, a config without a
+    validation split); ``str(err)`` is one line naming the culprit."""
 
 
 def lr_grid(center: float, k: int, decades: float = LR_DECADES) -> list[float]:
@@ -138,12 +93,8 @@ def lr_grid(center: float, k: int, decades: float = LR_DECADES) -> list[float]:
     return [float(f"{10**e:.3g}") for e in exps]
 
 
-def _default_lr(config) -> float:
+def _default_lr(config: Config) -> float:
     """The optimizer's default learning rate (with its convention), 1e-2 for SGD."""
-    import torch
-
-    from trainlab import optim
-
     hyper = config.optimizer.hyperparameters()
     hyper.pop("lr", None)
     if optim.CLASSES[config.optimizer.name] is optim.SGD:
@@ -152,40 +103,222 @@ def _default_lr(config) -> float:
     return float(opt.param_groups[0]["lr"])
 
 
-# --------------------------------------------------------------------------- one run
+# --------------------------------------------------------------------------- the plan
 
 
-def _read_history(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    history = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(entry, dict):
-                history.append(entry)
-    return history
+@dataclass
+class Plan:
+    """What a comparison trains, checked before anything is: the variants (dicts that
+    the phases fill: ``lr_grid``, ``lr``, ``runs``, ``summary``), the base config and the
+    output directory."""
+
+    config_path: str | Path | None
+    overrides: list[str]
+    varied: dict[str, list]
+    variants: list[dict]
+    seeds: int
+    tune_lr: int
+    target: float | None
+    base: Config
+    out: Path
+
+    @property
+    def total(self) -> int:
+        """How many runs the comparison trains."""
+        per_variant = (self.tune_lr + self.seeds - 1) if self.tune_lr else self.seeds
+        return per_variant * len(self.variants)
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
+def plan_comparison(
+    config_path: str | Path | None,
+    vary: list[str],
+    seeds: int = 1,
+    tune_lr: int = 0,
+    out: str | Path | None = None,
+    target: float | None = None,
+    overrides: list[str] | None = None,
+) -> Plan:
+    """Check the arguments and every variant's config; pick the output directory (not
+    created yet). Raises every error :func:`compare` lists, before anything trains."""
+    if not isinstance(seeds, int) or seeds < 1:
+        raise CompareError(f"seeds must be at least 1, got {seeds}")
+    if not isinstance(tune_lr, int) or tune_lr < 0 or tune_lr == 1:
+        raise CompareError(
+            f"tune_lr must be 0 (no tuning) or at least 2 learning rates, got {tune_lr}"
+        )
+    overrides = list(overrides or [])
+    axes = parse_vary_items(vary)
+    if tune_lr and "optimizer.lr" in [*axes, *(o.partition("=")[0].strip() for o in overrides)]:
+        raise CompareError(
+            "optimizer.lr is tuned by tune_lr; do not also set or vary it "
+            "(drop tune_lr to compare fixed learning rates)"
+        )
+    tuned = ["optimizer.lr=0.01"] if tune_lr else []  # a stand-in for the check
+    variants = []
+    for variant in combine(axes):
+        # every variant's config is validated before anything trains
+        check = load_config(config_path, overrides + variant.overrides + tuned)
+        if check.data.split.val <= 0:
+            raise CompareError(
+                "compare picks and reports by the validation metric: data.split.val must be > 0"
+            )
+        variants.append(
+            {
+                "name": variant.name,
+                "values": variant.values,
+                "overrides": variant.overrides,
+                "dir": variant.dir,
+                "grid": lr_grid(_default_lr(check), tune_lr) if tune_lr else None,
+                "lr": None,
+                "lr_grid": None,
+                "runs": [],
+            }
+        )
+    base = load_config(config_path, overrides + tuned)
+    out = Path(out) if out is not None else Path("runs") / f"{base.name}-compare"
+    require_empty(out, what="output directory")
+    return Plan(
+        config_path=config_path,
+        overrides=overrides,
+        varied={key: [value for _, value in pairs] for key, pairs in axes.items()},
+        variants=variants,
+        seeds=seeds,
+        tune_lr=tune_lr,
+        target=target,
+        base=base,
+        out=out,
+    )
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class Progress:
+    """How the runs are trained (``batch``: together when they can be), and how far."""
+
+    total: int
+    quiet: bool = True
+    echo: Callable[[str], None] = print
+    batch: bool = True
+    done: int = 0
+    #: The task, from the first run that finished.
+    task: str | None = None
+
+    def inner_echo(self, message: str) -> None:
+        """What a run says, shown unless quiet."""
+        if not self.quiet:
+            self.echo(message)
+
+
+@dataclass
+class _Job:
+    what: str
+    run_dir: Path
+    overrides: list[str]
+    record: dict[str, Any]
+
+
+def _job(plan: Plan, variant: dict, lr: float | None, seed: int) -> _Job:
+    """A run of ``variant`` (with learning rate ``lr`` when tuned) and ``seed``."""
+    sub = plan.out / variant["dir"]
+    if lr is not None:
+        sub = sub / f"lr={lr:g}"
+    run_dir = sub / f"seed{seed}"
+    sets = plan.overrides + variant["overrides"] + [f"seed={seed}"]
+    if lr is not None:
+        sets.append(f"optimizer.lr={lr!r}")
+    record: dict[str, Any] = {
+        "variant": variant["name"],
+        "lr": lr,
+        "seed": seed,
+        "run_dir": str(run_dir),
+        "diverged": False,
+        "error": None,
+    }
+    what = variant["name"] + ("" if lr is None else f" lr={lr:g}") + f" seed{seed}"
+    return _Job(what, run_dir, sets, record)
+
+
+def train_runs(
+    plan: Plan, progress: Progress, runs: list[tuple[dict, float | None, int]]
+) -> list[dict]:
+    """Train the runs (variant, lr, seed) and return their records (measured later by
+    :func:`measure`): as one batched computation (:mod:`trainlab.sweep`) when they share
+    an architecture and ``progress.batch`` allows, else one after another. Runs that
+    cannot be batched turn batching off for the rest of the comparison."""
+    jobs = [_job(plan, *run) for run in runs]
+    if progress.batch and len(jobs) > 1:
+        try:
+            outcomes = fit_many(
+                plan.config_path,
+                [job.overrides for job in jobs],
+                [job.run_dir for job in jobs],
+                quiet=progress.quiet,
+                echo=progress.inner_echo,
+            )
+        except SweepError as err:
+            progress.echo(f"training the runs one after another: {err}")
+            progress.batch = False
+        else:
+            progress.echo(f"trained {len(jobs)} runs together (batched)")
+            return [
+                _finish(progress, job, outcome["summary"], outcome["error"])
+                for job, outcome in zip(jobs, outcomes)
+            ]
+    return [_train_one(plan, progress, job) for job in jobs]
+
+
+def _train_one(plan: Plan, progress: Progress, job: _Job) -> dict:
+    try:
+        summary = fit(
+            plan.config_path,
+            job.overrides,
+            out=job.run_dir,
+            quiet=progress.quiet,
+            echo=progress.inner_echo,
+        )
+    except NonFiniteLossError as err:
+        return _finish(progress, job, None, str(err))
+    return _finish(progress, job, summary, None)
+
+
+def _finish(progress: Progress, job: _Job, summary: dict | None, error: str | None) -> dict:
+    """Record a run's outcome: its summary, or the error it diverged with."""
+    progress.done += 1
+    where = f"[{progress.done}/{progress.total}] {job.what}"
+    record = job.record
+    if summary is None:
+        record.update(diverged=True, error=error)
+        progress.echo(f"{where}: diverged")
+        return record
+    progress.task = progress.task or summary.get("task")
+    record.update(
+        best_epoch=summary.get("best_epoch"),
+        epochs_run=summary.get("epochs_run"),
+        seconds=summary.get("seconds"),
+        _summary_test=summary.get("test", {}),
+    )
+    batched = " (its share of the batched time)" if summary.get("batched") else ""
+    progress.echo(f"{where}: done in {summary.get('seconds')} s{batched}")
+    return record
+
+
+# --------------------------------------------------------------------------- measuring
 
 
 def _reaches(value: float, target: float, maximize: bool) -> bool:
     return value >= target if maximize else value <= target
 
 
-def _measure(record: dict, metric: str, maximize: bool, target: float | None) -> None:
-    """Fill a run record's numbers from its metrics.jsonl (and summary); a diverged run
-    gets the worst value."""
+def measure(record: dict, metric: str, maximize: bool, target: float | None) -> dict:
+    """Fill a run record's numbers from its ``metrics.jsonl`` (and its summary's test
+    metric); a diverged run gets the worst value (0 for accuracy, inf for a loss)."""
     worst = 0.0 if maximize else math.inf
-    test = record.pop("_test", None)
-    history = _read_history(Path(record["run_dir"]) / "metrics.jsonl")
+    test = record.pop("_summary_test", {}).get(metric.removeprefix("val_"))
+    history = RunDir(record["run_dir"]).read_history(strict=False)
     record["curve"] = [
-        [h.get("epoch", i + 1), h[metric] if _finite(h.get(metric)) else None]
+        [h.get("epoch", i + 1), h[metric] if finite(h.get(metric)) else None]
         for i, h in enumerate(history)
         if metric in h
     ]
@@ -194,71 +327,42 @@ def _measure(record: dict, metric: str, maximize: bool, target: float | None) ->
     if record.get("epochs_run") is None:
         record["epochs_run"] = sum(1 for h in history if metric in h)
     values = [h.get(metric) for h in history if metric in h]
-    if not record["diverged"] and (not values or not all(_finite(v) for v in values)):
+    if not record["diverged"] and (not values or not all(finite(v) for v in values)):
         record["diverged"] = True
         record["error"] = f"{metric} is not finite" if values else f"{metric} was never logged"
     if not record["diverged"]:
         val_losses = [h["val_loss"] for h in history if "val_loss" in h]
-        if not all(_finite(v) for v in val_losses):
+        if not all(finite(v) for v in val_losses):
             record["diverged"] = True
             record["error"] = "val_loss is not finite"
     if record["diverged"]:
         record.update(final_val=worst, best_val=worst, test=worst, best_epoch=None)
         record.update(epochs_to_target=None, seconds_to_target=None)
-        return
+        return record
     pick = max if maximize else min
     record["final_val"] = values[-1]
     record["best_val"] = pick(values)
-    record["test"] = test if _finite(test) else worst
+    record["test"] = test if finite(test) else worst
     record["epochs_to_target"] = record["seconds_to_target"] = None
     if target is not None:
         elapsed = 0.0
         for h in history:
             elapsed += h.get("seconds", 0.0)
-            if _finite(h.get(metric)) and _reaches(h[metric], target, maximize):
+            if finite(h.get(metric)) and _reaches(h[metric], target, maximize):
                 record["epochs_to_target"] = h.get("epoch")
                 record["seconds_to_target"] = round(elapsed, 3)
                 break
+    return record
 
 
-# --------------------------------------------------------------------------- statistics
-
-
-def _stats(values: list) -> dict:
-    """mean and sample std (None for one value) of the values that are not None."""
-    xs = [float(v) for v in values if v is not None]
-    if not xs:
-        return {"mean": None, "std": None, "n": 0}
-    if any(math.isinf(x) for x in xs):  # a diverged run's loss: the mean is inf, no std
-        return {"mean": math.inf, "std": None, "n": len(xs)}
-    return {
-        "mean": statistics.fmean(xs),
-        "std": statistics.stdev(xs) if len(xs) > 1 else None,
-        "n": len(xs),
-    }
-
-
-def _summarize(runs: list[dict]) -> dict:
+def summarize(runs: list[dict]) -> dict:
+    """Per variant: its runs, how many diverged, mean ± std of every number."""
+    keys = ("final_val", "best_val", "test", "seconds", "epochs_to_target", "seconds_to_target")
     return {
         "runs": len(runs),
         "diverged": sum(r["diverged"] for r in runs),
-        "final_val": _stats([r["final_val"] for r in runs]),
-        "best_val": _stats([r["best_val"] for r in runs]),
-        "test": _stats([r["test"] for r in runs]),
-        "seconds": _stats([r["seconds"] for r in runs]),
-        "epochs_to_target": _stats([r["epochs_to_target"] for r in runs]),
-        "seconds_to_target": _stats([r["seconds_to_target"] for r in runs]),
+        **{key: stats(r[key] for r in runs) for key in keys},
     }
-
-
-def _pm(stat: dict, digits: int = 4) -> str:
-    mean, std = stat.get("mean"), stat.get("std")
-    if mean is None:
-        return "—"
-    text = f"{mean:.{digits}g}" if math.isfinite(mean) else str(mean)
-    if std is not None:
-        text += f" ± {std:.2g}" if math.isfinite(std) else " ± nan"
-    return text
 
 
 # --------------------------------------------------------------------------- the comparison
@@ -286,201 +390,79 @@ def compare(
 
     Raises
     ------
-    ValueError
-        A malformed ``vary`` item (named), ``seeds`` < 1, ``tune_lr`` 1 or negative,
-        ``optimizer.lr`` both varied/set and tuned, or a config without a validation split.
+    VaryError
+        A malformed ``vary`` item (named).
+    CompareError
+        ``seeds`` < 1, ``tune_lr`` 1 or negative, ``optimizer.lr`` both varied/set and
+        tuned, or a config without a validation split.
     ConfigError
         An unknown key or bad value in the config or in a variant (checked for every
         variant before anything is trained).
     RunError
         The output directory exists and is not empty.
     """
-    from trainlab import data as tl_data
-    from trainlab.run import RunError, fit
-    from trainlab.train import NonFiniteLossError
-
-    if not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be at least 1, got {seeds}")
-    if not isinstance(tune_lr, int) or tune_lr < 0 or tune_lr == 1:
-        raise ValueError(
-            f"tune_lr must be 0 (no tuning) or at least 2 learning rates, got {tune_lr}"
-        )
-    overrides = list(overrides or [])
-    parsed = _parse_vary(vary)
-    varied = {key: [value for _, value in pairs] for key, pairs in parsed.items()}
-    if tune_lr:
-        for key in list(varied) + [o.partition("=")[0].strip() for o in overrides]:
-            if key == "optimizer.lr":
-                raise ValueError(
-                    "optimizer.lr is tuned by tune_lr; do not also set or vary it "
-                    "(drop tune_lr to compare fixed learning rates)"
-                )
-
-    keys = list(varied)
-    variants = []
-    for picked in itertools.product(*parsed.values()):
-        sets = [f"{k}={text}" for k, (text, _) in zip(keys, picked)]
-        combo = [value for _, value in picked]
-        name = " ".join(sets) if sets else "config"
-        # every variant's config is validated before anything trains
-        check = load_config(
-            config_path, overrides + sets + (["optimizer.lr=0.01"] if tune_lr else [])
-        )
-        if check.data.split.val <= 0:
-            raise ValueError(
-                "compare picks and reports by the validation metric: data.split.val must be > 0"
-            )
-        grid = lr_grid(_default_lr(check), tune_lr) if tune_lr else None
-        variants.append(
-            {
-                "name": name,
-                "values": dict(zip(keys, combo)),
-                "overrides": sets,
-                "dir": _safe("+".join(sets) if sets else "config"),
-                "grid": grid,
-            }
-        )
-    base = load_config(config_path, overrides + (["optimizer.lr=0.01"] if tune_lr else []))
-
-    out = Path(out) if out is not None else Path("runs") / f"{base.name}-compare"
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise RunError(f"output directory {out} already exists and is not empty; choose another")
-    out.mkdir(parents=True, exist_ok=True)
-
-    total = sum((tune_lr + seeds - 1) if tune_lr else seeds for _ in variants)
-    done = 0
-    task: str | None = None
-    pending: list[dict] = []  # run records, measured once the metric is known
-    inner_echo = echo if not quiet else (lambda _msg: None)
-
-    def job(variant: dict, lr: float | None, seed: int) -> tuple[str, Path, list[str], dict]:
-        what = variant["name"] + ("" if lr is None else f" lr={lr:g}") + f" seed{seed}"
-        sub = out / variant["dir"]
-        if lr is not None:
-            sub = sub / f"lr={lr:g}"
-        run_dir = sub / f"seed{seed}"
-        sets = overrides + variant["overrides"] + [f"seed={seed}"]
-        if lr is not None:
-            sets.append(f"optimizer.lr={lr!r}")
-        record: dict[str, Any] = {
-            "variant": variant["name"],
-            "lr": lr,
-            "seed": seed,
-            "run_dir": str(run_dir),
-            "diverged": False,
-            "error": None,
-        }
-        return what, run_dir, sets, record
-
-    def finish(what: str, record: dict, summary: dict | None, error: str | None) -> dict:
-        """Record a run's outcome: its summary, or the error it diverged with."""
-        nonlocal done, task
-        done += 1
-        if summary is None:
-            record.update(diverged=True, error=error)
-            echo(f"[{done}/{total}] {what}: diverged")
-        else:
-            task = task or summary.get("task")
-            record.update(
-                best_epoch=summary.get("best_epoch"),
-                epochs_run=summary.get("epochs_run"),
-                seconds=summary.get("seconds"),
-                _summary_test=summary.get("test", {}),
-            )
-            batched = " (its share of the batched time)" if summary.get("batched") else ""
-            echo(f"[{done}/{total}] {what}: done in {summary.get('seconds')} s{batched}")
-        pending.append(record)
-        return record
-
-    def train(variant: dict, lr: float | None, seed: int) -> dict:
-        what, run_dir, sets, record = job(variant, lr, seed)
-        try:
-            summary = fit(config_path, sets, out=run_dir, quiet=quiet, echo=inner_echo)
-        except NonFiniteLossError as err:
-            return finish(what, record, None, str(err))
-        return finish(what, record, summary, None)
-
-    def train_all(jobs: list[tuple[dict, float | None, int]]) -> list[dict]:
-        """The runs of ``jobs`` as one batched computation (trainlab.sweep) when they
-        share an architecture, else one after another."""
-        nonlocal batch
-        if not batch or len(jobs) < 2:
-            return [train(*j) for j in jobs]
-        from trainlab.sweep.run import SweepError, fit_many
-
-        specs = [job(*j) for j in jobs]
-        try:
-            outcomes = fit_many(
-                config_path,
-                [sets for _, _, sets, _ in specs],
-                [run_dir for _, run_dir, _, _ in specs],
-                quiet=quiet,
-                echo=inner_echo,
-            )
-        except SweepError as err:
-            echo(f"training the runs one after another: {err}")
-            batch = False
-            return [train(*j) for j in jobs]
-        echo(f"trained {len(jobs)} runs together (batched)")
-        return [
-            finish(what, record, outcome["summary"], outcome["error"])
-            for (what, _, _, record), outcome in zip(specs, outcomes)
-        ]
-
-    if tune_lr:
-        grid = iter(train_all([(v, lr, 0) for v in variants for lr in v["grid"]]))
-        for variant in variants:
-            variant["lr_grid"] = [next(grid) for _ in variant["grid"]]
-    else:
-        runs = iter(train_all([(v, None, s) for v in variants for s in range(seeds)]))
-        for variant in variants:
-            variant["lr_grid"] = None
-            variant["runs"] = [next(runs) for _ in range(seeds)]
-
-    if task is None:  # every run diverged: ask the data
-        c = base.data
-        task = tl_data.load(c.dataset, target=c.target, task=c.task).task
+    plan = plan_comparison(config_path, vary, seeds, tune_lr, out, target, overrides)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    progress = Progress(plan.total, quiet=quiet, echo=echo, batch=batch)
+    records = train_runs(plan, progress, _first_runs(plan))
+    task = progress.task or load_dataset(plan.base).task  # every run diverged: ask the data
     metric = "val_accuracy" if task == "classification" else "val_loss"
     maximize = task == "classification"
-    test_key = metric.removeprefix("val_")
+    first = _by_variant([measure(r, metric, maximize, target) for r in records])
+    for variant in plan.variants:
+        variant["lr_grid" if tune_lr else "runs"] = first[variant["name"]]
+    if tune_lr:
+        choose_lr(plan.variants, maximize)
+        if seeds > 1:  # the winners' other seeds
+            runs = [(v, v["lr"], s) for v in plan.variants for s in range(1, seeds)]
+            more = [measure(r, metric, maximize, target) for r in train_runs(plan, progress, runs)]
+            for variant in plan.variants:
+                variant["runs"] += _by_variant(more)[variant["name"]]
+    for variant in plan.variants:
+        variant["summary"] = summarize(variant["runs"])
+    return write_outputs(_result(plan, task, metric, maximize), plan.variants, plan.out)
 
-    def measure(record: dict) -> dict:
-        if "_summary_test" in record:
-            record["_test"] = record.pop("_summary_test").get(test_key)
-        _measure(record, metric, maximize, target)
-        return record
 
-    for record in pending:
-        measure(record)
+def _first_runs(plan: Plan) -> list[tuple[dict, float | None, int]]:
+    """The first phase: each variant's learning-rate grid with seed 0 (with ``tune_lr``),
+    else every seed of every variant."""
+    if plan.tune_lr:
+        return [(v, lr, 0) for v in plan.variants for lr in v["grid"]]
+    return [(v, None, seed) for v in plan.variants for seed in range(plan.seeds)]
 
+
+def _by_variant(records: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for record in records:
+        out.setdefault(record["variant"], []).append(record)
+    return out
+
+
+def choose_lr(variants: list[dict], maximize: bool) -> None:
+    """Each variant's learning rate: the best of its grid by the validation metric (a
+    diverged run scores the worst; a tie goes to the smaller rate). Its seed-0 run is the
+    first of its runs."""
     for variant in variants:
-        variant["lr"] = None
-        if tune_lr:
-            grid_runs = variant["lr_grid"]
-            scores = [r["best_val"] for r in grid_runs]
-            pick = int(np.argmax(scores) if maximize else np.argmin(scores))
-            variant["lr"] = grid_runs[pick]["lr"]
-            variant["runs"] = [grid_runs[pick]]
-    if tune_lr and seeds > 1:  # the winners' other seeds
-        more = iter(train_all([(v, v["lr"], s) for v in variants for s in range(1, seeds)]))
-        for variant in variants:
-            variant["runs"] += [measure(next(more)) for _ in range(1, seeds)]
-    for variant in variants:
-        variant["summary"] = _summarize(variant["runs"])
+        scores = [r["best_val"] for r in variant["lr_grid"]]
+        winner = variant["lr_grid"][int(np.argmax(scores) if maximize else np.argmin(scores))]
+        variant["lr"], variant["runs"] = winner["lr"], [winner]
 
-    result: dict[str, Any] = {
-        "config": None if config_path is None else str(config_path),
-        "overrides": overrides,
-        "vary": varied,
-        "seeds": seeds,
-        "tune_lr": tune_lr,
-        "lr_decades": LR_DECADES if tune_lr else None,
-        "target": target,
+
+def _result(plan: Plan, task: str, metric: str, maximize: bool) -> dict[str, Any]:
+    """What ``compare.json`` holds, but for the files written next to it."""
+    return {
+        "config": None if plan.config_path is None else str(plan.config_path),
+        "overrides": plan.overrides,
+        "vary": plan.varied,
+        "seeds": plan.seeds,
+        "tune_lr": plan.tune_lr,
+        "lr_decades": LR_DECADES if plan.tune_lr else None,
+        "target": plan.target,
         "task": task,
         "metric": metric,
         "maximize": maximize,
-        "test_metric": f"test_{test_key}",
-        "out": str(out),
+        "test_metric": "test_" + metric.removeprefix("val_"),
+        "out": str(plan.out),
         "variants": [
             {
                 "name": v["name"],
@@ -503,17 +485,25 @@ def compare(
                 "runs": [{k: val for k, val in r.items() if k != "curve"} for r in v["runs"]],
                 "summary": v["summary"],
             }
-            for v in variants
+            for v in plan.variants
         ],
     }
-    result["figure"] = str(_plot(variants, metric, out / "curves.png"))
-    result["csv"] = str(_write_csv(result, out / "compare.csv"))
-    result["report"] = _report(variants, out / "report.html")
-    (out / "compare.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return result
 
 
 # --------------------------------------------------------------------------- outputs
+
+
+def write_outputs(result: dict, variants: list[dict], out: Path) -> dict:
+    """``curves.png``, ``compare.csv`` and ``compare.json`` in ``out``; the result gets
+    their paths and ``report_runs``: the runs of the comparison page (seed 0 of each
+    variant's chosen config, where it logged metrics), which the CLI renders."""
+    result["figure"] = str(_plot(variants, result["metric"], out / "curves.png"))
+    result["csv"] = str(_comparison_csv(result, out / "compare.csv"))
+    result["report_runs"] = [
+        v["runs"][0]["run_dir"] for v in variants if RunDir(v["runs"][0]["run_dir"]).is_run()
+    ]
+    write_atomic(out / "compare.json", dumps(result))
+    return result
 
 
 def _plot(variants: list[dict], metric: str, path: Path) -> Path:
@@ -559,117 +549,69 @@ def _plot(variants: list[dict], metric: str, path: Path) -> Path:
     return path
 
 
+#: The columns of ``compare.csv`` after the variant, its values and its lr: (column,
+#: summary key, field of its stats).
 _CSV_COLUMNS = (
-    "runs",
-    "diverged",
-    "final_val_mean",
-    "final_val_std",
-    "best_val_mean",
-    "best_val_std",
-    "test_mean",
-    "test_std",
-    "seconds_mean",
-    "epochs_to_target_mean",
-    "seconds_to_target_mean",
-    "reached_target",
+    ("final_val_mean", "final_val", "mean"),
+    ("final_val_std", "final_val", "std"),
+    ("best_val_mean", "best_val", "mean"),
+    ("best_val_std", "best_val", "std"),
+    ("test_mean", "test", "mean"),
+    ("test_std", "test", "std"),
+    ("seconds_mean", "seconds", "mean"),
+    ("epochs_to_target_mean", "epochs_to_target", "mean"),
+    ("seconds_to_target_mean", "seconds_to_target", "mean"),
 )
 
 
-def _write_csv(result: dict, path: Path) -> Path:
+def _comparison_csv(result: dict, path: Path) -> Path:
+    """One row per variant: its values, runs, diverged, means and stds."""
     keys = list(result["vary"])
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["variant", *keys, "lr", *_CSV_COLUMNS])
-        for v in result["variants"]:
-            s = v["summary"]
-            writer.writerow(
-                [
-                    v["name"],
-                    *[_text(v["values"][k]) for k in keys],
-                    "" if v["lr"] is None else v["lr"],
-                    s["runs"],
-                    s["diverged"],
-                    s["final_val"]["mean"],
-                    s["final_val"]["std"],
-                    s["best_val"]["mean"],
-                    s["best_val"]["std"],
-                    s["test"]["mean"],
-                    s["test"]["std"],
-                    s["seconds"]["mean"],
-                    s["epochs_to_target"]["mean"],
-                    s["seconds_to_target"]["mean"],
-                    s["epochs_to_target"]["n"] if result["target"] is not None else "",
-                ]
-            )
-    return path
-
-
-def _report(variants: list[dict], path: Path) -> str | None:
-    """The comparison page of the winners (seed 0 of each variant's chosen config)."""
-    from trainlab.report import write_report
-
-    dirs = [
-        Path(v["runs"][0]["run_dir"])
-        for v in variants
-        if (Path(v["runs"][0]["run_dir"]) / "metrics.jsonl").is_file()
-    ]
-    if not dirs:
-        return None
-    return str(write_report(dirs, out=path))
+    header = ["variant", *keys, "lr", "runs", "diverged", *(c for c, _, _ in _CSV_COLUMNS)]
+    rows = []
+    for v in result["variants"]:
+        s = v["summary"]
+        rows.append(
+            [
+                v["name"],
+                *(value_text(v["values"][k]) for k in keys),
+                "" if v["lr"] is None else v["lr"],
+                s["runs"],
+                s["diverged"],
+                *(s[key][field] for _, key, field in _CSV_COLUMNS),
+                s["epochs_to_target"]["n"] if result["target"] is not None else "",
+            ]
+        )
+    return write_csv(path, [*header, "reached_target"], rows)
 
 
 def format_comparison(result: dict) -> str:
     """The table the CLI prints: one row per variant, mean ± std over seeds."""
     metric = result["metric"]
     target = result.get("target")
-    header = ["variant"]
-    if result.get("tune_lr"):
-        header.append("lr")
-    header += [
-        "runs",
-        "diverged",
-        f"final {metric}",
-        f"best {metric}",
-        result["test_metric"],
-        "seconds",
-    ]
+    tuned = bool(result.get("tune_lr"))
+    header = ["variant", *(["lr"] if tuned else [])]
+    header += ["runs", "diverged", f"final {metric}", f"best {metric}", result["test_metric"]]
+    header.append("seconds")
     if target is not None:
         header += [f"epochs to {target:g}", f"seconds to {target:g}"]
     rows = []
     for v in result["variants"]:
         s = v["summary"]
-        row = [v["name"]]
-        if result.get("tune_lr"):
-            row.append(f"{v['lr']:g}")
-        row += [
-            str(s["runs"]),
-            str(s["diverged"]),
-            _pm(s["final_val"]),
-            _pm(s["best_val"]),
-            _pm(s["test"]),
-            _pm(s["seconds"], 3),
-        ]
+        row = [v["name"], *([f"{v['lr']:g}"] if tuned else [])]
+        row += [str(s["runs"]), str(s["diverged"])]
+        row += [pm(s["final_val"]), pm(s["best_val"]), pm(s["test"]), pm(s["seconds"], 3)]
         if target is not None:
             reached = s["epochs_to_target"]["n"]
             if reached:
-                row += [
-                    f"{_pm(s['epochs_to_target'], 3)} ({reached}/{s['runs']})",
-                    _pm(s["seconds_to_target"], 3),
-                ]
+                row.append(f"{pm(s['epochs_to_target'], 3)} ({reached}/{s['runs']})")
+                row.append(pm(s["seconds_to_target"], 3))
             else:
                 row += ["never", "—"]
         rows.append(row)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
-        ).rstrip()
-
-    lines = [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
     seeds = result["seeds"]
     note = f"mean ± std over {seeds} seed{'s' if seeds > 1 else ''}"
-    if result.get("tune_lr"):
+    if tuned:
         note += f"; lr chosen by validation from a grid of {result['tune_lr']} per variant"
     note += "; a diverged run counts as the worst value"
-    return "\n".join(lines + [note])
+    return text_table(header, rows, right=True) + "\n" + note

@@ -27,7 +27,7 @@ from trainlab import init as init_schemes
 from trainlab import models, optim, preprocess
 from trainlab import nn as tl_nn
 from trainlab.atomic import write_atomic
-from trainlab.errors import UserError
+from trainlab.errors import HyperparameterError, UserError
 from trainlab.optim import schedule as schedules
 from trainlab.space import parse_space
 
@@ -102,7 +102,7 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    kind: Literal[models.KINDS] = "mlp"
+    kind: Literal[models.NAMES] = "mlp"
     hidden: list[int] | None = Field(None, description="hidden widths (default per kind)")
     channels: list[int] | None = Field(None, description="conv channels (cnn1d, cnn2d)")
     stride: int | None = Field(None, ge=1, description="conv stride (cnn1d)")
@@ -110,7 +110,7 @@ class ModelConfig(_Section):
         None, description="conv kernel size, or one per conv layer (default per kind)"
     )
     activation: Literal[models.ACTIVATIONS] = "relu"
-    norm: Literal[tl_nn.NORM_KINDS] = "none"
+    norm: Literal[tl_nn.NORM_NAMES] = "none"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     dropout_mode: Literal[tl_nn.DROPOUT_MODES] = "inverted"
     init: str = "default"
@@ -145,7 +145,7 @@ class ModelConfig(_Section):
         return self
 
     def options(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`trainlab.models.build`: the kind's options that
+        """The keyword arguments of :func:`trainlab.models.create`: the kind's options that
         are given or have a default here."""
         opts = self.model_dump(exclude={"kind"})
         accepted = models.OPTIONS[self.kind]
@@ -192,13 +192,10 @@ class OptimizerConfig(_Section):
             raise _KeyProblem("lr", f"{self.name} needs a learning rate (no default)")
         try:
             optim.create(self.name, [torch.zeros(1, requires_grad=True)], **hyper)
-        except ValueError as err:
-            # "Adam: eps must be in (0, ∞), got 0" → key "eps", "must be in (0, ∞), got 0"
-            match = re.match(r"^\w+: (\w+)(?:\[\d\])? (must .*)$", str(err))
-            if match:
-                raise _KeyProblem(match.group(1), match.group(2)) from None
-            raise ValueError(str(err)) from None
-        except TypeError as err:
+        except HyperparameterError as err:
+            # an element of a pair (betas[1]) is reported under its config key (betas)
+            raise _KeyProblem(err.key.partition("[")[0], err.problem) from None
+        except (ValueError, TypeError) as err:
             raise ValueError(str(err)) from None
         for key, value in hyper.items():
             numbers = value if isinstance(value, tuple) else (value,)
@@ -218,7 +215,7 @@ class ScheduleConfig(_Section):
     """
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
-    name: Literal["constant", "step", "exponential", "cosine", "warmup", "one_cycle"] = "constant"
+    name: Literal[schedules.NAMES] = "constant"
 
     def build(self, total_steps: int) -> schedules.Schedule:
         """The schedule for a run of ``total_steps`` optimizer steps."""
@@ -231,7 +228,7 @@ class ScheduleConfig(_Section):
             # a warmup_steps that is no int is named by schedules.warmup, not a TypeError here
             rest = max(1, total_steps - warm) if isinstance(warm, int) else 1
             params["after"] = schedules.cosine(rest, final=params.pop("final", 0.0))
-        return schedules.make(self.name, **params)
+        return schedules.create(self.name, **params)
 
     @model_validator(mode="after")
     def _the_schedule_accepts_it(self) -> ScheduleConfig:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
@@ -92,32 +93,43 @@ def check_range(
     owner: str | None = None,
 ) -> Any:
     """``value`` when it is a real number (an int with ``integer``) in the interval from
-    ``low`` to ``high`` (each end closed unless ``*_open``); booleans are refused.
+    ``low`` to ``high`` (each end closed unless ``*_open``; an infinite end is always
+    open); booleans are refused. An integral number (a NumPy int too) is returned as an
+    ``int`` with ``integer``; otherwise ``value`` is returned as given.
 
     Raises
     ------
     HyperparameterError
-        ``"<owner>: <key> must be in [0, 1), got 1.5"``.
+        ``"<owner>: <key> must be in [0, 1), got 1.5"``; ``"… must be a number in [0, ∞),
+        got 'fast'"``; with ``integer`` and the interval [1, ∞): ``"… must be a positive
+        int, got 0"``.
     """
-    kinds = (int,) if integer else (int, float)
-    ok_type = isinstance(value, kinds) and not isinstance(value, bool)
-    if not ok_type and not integer:
-        try:  # numpy and torch scalars
-            value = float(value) if not isinstance(value, (bool, str)) else value
-            ok_type = isinstance(value, float)
-        except (TypeError, ValueError):
-            ok_type = False
-    left = "(" if low_open or low == -math.inf else "["
-    right = ")" if high_open or high == math.inf else "]"
-    interval = f"{left}{_end(low)}, {_end(high)}{right}"
-    what = "an int" if integer else "a number"
+    if integer:
+        ok_type = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        value = int(value) if ok_type else value
+    else:
+        ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok_type:
+            try:  # numpy and torch scalars
+                value = float(value) if not isinstance(value, (bool, str)) else value
+                ok_type = isinstance(value, float)
+            except (TypeError, ValueError):
+                ok_type = False
+    low_open = low_open or low == -math.inf
+    high_open = high_open or high == math.inf
+    interval = f"{'(' if low_open else '['}{_end(low)}, {_end(high)}{')' if high_open else ']'}"
+    if integer and (low, low_open, high) == (1, False, math.inf):
+        wanted, wanted_type = "a positive int", "a positive int"
+    else:
+        wanted = f"in {interval}"
+        wanted_type = f"{'an int' if integer else 'a number'} in {interval}"
     if not ok_type:
-        raise HyperparameterError(owner, key, f"must be {what} in {interval}, got {value!r}")
+        raise HyperparameterError(owner, key, f"must be {wanted_type}, got {value!r}")
     inside = (value > low if low_open else value >= low) and (
         value < high if high_open else value <= high
     )
-    if not inside or math.isnan(value):
-        raise HyperparameterError(owner, key, f"must be in {interval}, got {value!r}")
+    if not inside or math.isnan(value):  # NaN fails every comparison: refused too
+        raise HyperparameterError(owner, key, f"must be {wanted}, got {value!r}")
     return value
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from trainlab.errors import check_choice, check_range
+
 __all__ = [
     "Scheme",
     "Gaussian",
@@ -65,11 +67,6 @@ def fans(weight: torch.Tensor) -> tuple[int, int]:
     return weight.shape[1] * receptive_field, weight.shape[0] * receptive_field
 
 
-def _check_positive(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
-
-
 class Scheme:
     """An initialization scheme: ``scheme(weight)`` fills ``weight`` in place with N(0, σ²).
 
@@ -97,7 +94,7 @@ class Gaussian(Scheme):
     std: float = 0.01
 
     def __post_init__(self) -> None:
-        _check_positive("std", self.std)
+        check_range("std", self.std, 0.0, low_open=True, owner="Gaussian")
 
     def sigma(self, weight: torch.Tensor) -> float:
         return float(self.std)
@@ -117,8 +114,8 @@ class TruncatedGaussian(Scheme):
     bound: float = 2.0
 
     def __post_init__(self) -> None:
-        _check_positive("std", self.std)
-        _check_positive("bound", self.bound)
+        check_range("std", self.std, 0.0, low_open=True, owner="TruncatedGaussian")
+        check_range("bound", self.bound, 0.0, low_open=True, owner="TruncatedGaussian")
 
     def sigma(self, weight: torch.Tensor) -> float:
         return float(self.std)
@@ -213,8 +210,7 @@ def apply(model: nn.Module, scheme: str | Scheme = "default", **kwargs: float) -
         ``kwargs`` given with a scheme object or with ``"default"``.
     """
     if isinstance(scheme, str):
-        if scheme not in NAMES:
-            raise ValueError(f"init scheme must be one of {', '.join(NAMES)}; got {scheme!r}")
+        check_choice("scheme", scheme, NAMES, owner="init")
         if scheme == "default":
             if kwargs:
                 raise ValueError(f"init scheme 'default' takes no parameters; got {kwargs}")

@@ -10,14 +10,14 @@ and the output layer ``out`` is a plain ``Linear`` with no norm, activation or d
 (it returns logits, or the prediction of a regression). A Linear or Conv followed by a
 batch or instance norm has no bias: the norm subtracts it again (its gradient is exactly
 0), and the norm's β is the layer's shift. The techniques come from the
-components: ``norm=`` from :func:`trainlab.nn.norm_layer`, dropout is
+components: ``norm=`` from :func:`trainlab.nn.create_norm`, dropout is
 :class:`trainlab.nn.Dropout` (``dropout_mode="inverted" | "scale_at_test"``), and
 ``init=`` goes through :func:`trainlab.init.apply` after the model is built
 (``"default"`` keeps torch's own initialization).
 
-:func:`build` picks a builder by a config's ``model.kind`` and the shape of one sample
-(``Dataset.X.shape[1:]``). All arguments are checked before any layer is made; a bad one
-raises ``ValueError`` naming it and what it accepts.
+:func:`create` picks a builder by a config's ``model.kind`` (one of :data:`NAMES`) and the
+shape of one sample (``Dataset.X.shape[1:]``). All arguments are checked before any layer
+is made; a bad one raises ``ValueError`` naming it and what it accepts.
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ import torch
 from torch import nn
 
 from trainlab import init as _init
-from trainlab.nn import DROPOUT_MODES, NORM_KINDS, Dropout, norm_layer
+from trainlab.errors import check_choice, check_range
+from trainlab.nn import DROPOUT_MODES, NORM_NAMES, Dropout, create_norm
 
 __all__ = [
-    "KINDS",
+    "NAMES",
     "ACTIVATIONS",
     "OPTIONS",
     "AddChannelDim",
@@ -42,10 +43,11 @@ __all__ = [
     "mlp",
     "cnn1d",
     "cnn2d",
-    "build",
+    "create",
 ]
 
-KINDS = ("linear", "mlp", "cnn1d", "cnn2d")
+#: The model kinds :func:`create` builds (a config's ``model.kind``).
+NAMES = ("linear", "mlp", "cnn1d", "cnn2d")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "leaky_relu", "elu", "identity")
 
 _ACTIVATION_LAYERS: dict[str, Callable[[], nn.Module]] = {
@@ -87,18 +89,8 @@ class AddChannelDim(nn.Module):
 # --- argument checks -----------------------------------------------------------------
 
 
-def _check_choice(name: str, value: object, allowed: Sequence[str]) -> None:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_size(name: str, value: object) -> None:
-    if not (_is_int(value) and value > 0):
-        raise ValueError(f"{name} must be an int > 0; got {value!r}")
 
 
 def _check_sizes(name: str, value: object, *, allow_empty: bool) -> tuple[int, ...]:
@@ -113,19 +105,16 @@ def _check_sizes(name: str, value: object, *, allow_empty: bool) -> tuple[int, .
 def _check_techniques(
     activation: str, norm: str, dropout: float, dropout_mode: str, init: str | _init.Scheme
 ) -> None:
-    _check_choice("activation", activation, ACTIVATIONS)
-    _check_choice("norm", norm, NORM_KINDS)
-    if not (
-        isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0.0 <= dropout < 1.0
-    ):
-        raise ValueError(f"dropout must be a probability in [0, 1); got {dropout!r}")
-    _check_choice("dropout_mode", dropout_mode, DROPOUT_MODES)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("norm", norm, NORM_NAMES)
+    check_range("dropout", dropout, 0.0, 1.0, high_open=True)
+    check_choice("dropout_mode", dropout_mode, DROPOUT_MODES)
     _check_init(init)
 
 
 def _check_init(init: str | _init.Scheme) -> None:
     if not isinstance(init, _init.Scheme):
-        _check_choice("init", init, _init.NAMES)
+        check_choice("init", init, _init.NAMES)
 
 
 # --- blocks --------------------------------------------------------------------------
@@ -153,7 +142,7 @@ def _block_tail(
     """The layers after a block's Linear/Conv: norm → activation → [pool] → dropout."""
     layers: list[tuple[str, nn.Module]] = []
     if norm != "none":
-        layers.append((f"{prefix}_norm", norm_layer(norm, n, dim=dim)))
+        layers.append((f"{prefix}_norm", create_norm(norm, n, dim=dim)))
     layers.append((f"{prefix}_act", _ACTIVATION_LAYERS[activation]()))
     if pool is not None:
         layers.append((f"{prefix}_pool", pool))
@@ -181,7 +170,7 @@ def _hidden_and_out(
             f"fc{i}",
             units,
             norm=norm,
-            dim=1,
+            dim=0,
             activation=activation,
             dropout=dropout,
             dropout_mode=dropout_mode,
@@ -225,8 +214,8 @@ def linear(in_features: int, n_out: int, init: str | _init.Scheme = "default") -
     ValueError
         For a size that is not a positive int or an unknown ``init``.
     """
-    _check_size("in_features", in_features)
-    _check_size("n_out", n_out)
+    check_range("in_features", in_features, 1, integer=True)
+    check_range("n_out", n_out, 1, integer=True)
     _check_init(init)
     return _finish([("flatten", nn.Flatten()), ("out", nn.Linear(in_features, n_out))], init)
 
@@ -256,9 +245,10 @@ def mlp(
     activation : str
         One of :data:`ACTIVATIONS`. Default ``"relu"``.
     norm : str
-        ``"none"``, ``"batch"`` (:class:`trainlab.nn.BatchNorm1d`), ``"layer"`` or
-        ``"group"`` after each hidden Linear. ``"instance"`` is refused: it needs
-        positions to average over, and a hidden layer's N × D units have none.
+        ``"none"``, ``"batch"`` (:class:`trainlab.nn.BatchNorm1d`), ``"layer"``
+        (:class:`trainlab.nn.LayerNorm`) or ``"group"`` after each hidden Linear.
+        ``"instance"`` is refused: it needs positions to average over, and a hidden
+        layer's N × D units have none.
     dropout : float
         Drop probability p in [0, 1) after each hidden activation; 0 adds no Dropout.
     dropout_mode : str
@@ -276,8 +266,8 @@ def mlp(
     ValueError
         For any argument out of its range or set of choices (the message names it).
     """
-    _check_size("in_features", in_features)
-    _check_size("n_out", n_out)
+    check_range("in_features", in_features, 1, integer=True)
+    check_range("n_out", n_out, 1, integer=True)
     hidden = _check_sizes("hidden", hidden, allow_empty=True)
     _check_techniques(activation, norm, dropout, dropout_mode, init)
     if norm == "instance":
@@ -353,10 +343,12 @@ def cnn1d(
     activation : str
         One of :data:`ACTIVATIONS`. Default ``"relu"``.
     norm : str
-        One of :data:`trainlab.nn.NORM_KINDS`, after every convolution (``"batch"``:
-        :class:`trainlab.nn.BatchNorm1d` per channel) and every hidden Linear.
-        ``"instance"`` normalizes the convolutions only; the hidden Linear layers, whose
-        N × D units have no positions to average over, get no norm.
+        One of :data:`trainlab.nn.NORM_NAMES`, after every convolution (``"batch"``:
+        :class:`trainlab.nn.BatchNorm1d` per channel; ``"layer"``:
+        :class:`trainlab.nn.ConvLayerNorm`) and every hidden Linear (``"layer"``:
+        :class:`trainlab.nn.LayerNorm`). ``"instance"`` normalizes the convolutions only;
+        the hidden Linear layers, whose N × D units have no positions to average over, get
+        no norm.
     dropout : float
         Drop probability p in [0, 1) after every hidden activation; 0 adds no Dropout.
     dropout_mode : str
@@ -376,14 +368,14 @@ def cnn1d(
         For any argument out of its range or set of choices, or a sequence too short
         for the convolutions.
     """
-    _check_size("in_length", in_length)
-    _check_size("n_out", n_out)
-    _check_size("in_channels", in_channels)
+    check_range("in_length", in_length, 1, integer=True)
+    check_range("n_out", n_out, 1, integer=True)
+    check_range("in_channels", in_channels, 1, integer=True)
     channels = _check_sizes("channels", channels, allow_empty=False)
     if kernel_size is None:
         kernel_sizes = (5,) + (3,) * (len(channels) - 1)
     elif _is_int(kernel_size):
-        _check_size("kernel_size", kernel_size)
+        check_range("kernel_size", kernel_size, 1, integer=True)
         kernel_sizes = (kernel_size,) * len(channels)
     else:
         kernel_sizes = _check_sizes("kernel_size", kernel_size, allow_empty=False)
@@ -393,7 +385,7 @@ def cnn1d(
             f"{list(channels)} has {len(channels)}: give one kernel size per convolution, "
             "or a single int for all"
         )
-    _check_size("stride", stride)
+    check_range("stride", stride, 1, integer=True)
     hidden = _check_sizes("hidden", hidden, allow_empty=True)
     _check_techniques(activation, norm, dropout, dropout_mode, init)
 
@@ -471,10 +463,11 @@ def cnn2d(
     activation : str
         One of :data:`ACTIVATIONS`. Default ``"relu"``.
     norm : str
-        One of :data:`trainlab.nn.NORM_KINDS`, after every convolution (``"batch"``:
-        :class:`trainlab.nn.BatchNorm2d`, spatial batch norm) and every hidden Linear
-        (:class:`trainlab.nn.BatchNorm1d`). ``"instance"`` normalizes the convolutions
-        only.
+        One of :data:`trainlab.nn.NORM_NAMES`, after every convolution (``"batch"``:
+        :class:`trainlab.nn.BatchNorm2d`, spatial batch norm; ``"layer"``:
+        :class:`trainlab.nn.ConvLayerNorm`) and every hidden Linear
+        (:class:`trainlab.nn.BatchNorm1d`; :class:`trainlab.nn.LayerNorm`).
+        ``"instance"`` normalizes the convolutions only.
     dropout : float
         Drop probability p in [0, 1) after every pool and hidden activation.
     dropout_mode : str
@@ -499,10 +492,10 @@ def cnn2d(
     ):
         raise ValueError(f"in_shape must be (C, H, W); got {in_shape!r}")
     for name, size in zip(("in_shape C", "in_shape H", "in_shape W"), in_shape):
-        _check_size(name, size)
-    _check_size("n_out", n_out)
+        check_range(name, size, 1, integer=True)
+    check_range("n_out", n_out, 1, integer=True)
     channels = _check_sizes("channels", channels, allow_empty=False)
-    _check_size("kernel_size", kernel_size)
+    check_range("kernel_size", kernel_size, 1, integer=True)
     hidden = _check_sizes("hidden", hidden, allow_empty=True)
     _check_techniques(activation, norm, dropout, dropout_mode, init)
 
@@ -553,23 +546,23 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "cnn1d": cnn1d,
     "cnn2d": cnn2d,
 }
-# Arguments that build() fills in from input_shape and n_out.
+# Arguments that create() fills in from input_shape and n_out.
 _SHAPE_ARGS = ("in_features", "in_length", "in_channels", "in_shape", "n_out")
 
-#: The ``**options`` :func:`build` accepts for each kind (the builder's other arguments).
+#: The ``**options`` :func:`create` accepts for each kind (the builder's other arguments).
 OPTIONS: dict[str, tuple[str, ...]] = {
     kind: tuple(p for p in inspect.signature(builder).parameters if p not in _SHAPE_ARGS)
     for kind, builder in _BUILDERS.items()
 }
 
 
-def build(kind: str, input_shape: tuple[int, ...], n_out: int, **options: Any) -> nn.Module:
+def create(kind: str, input_shape: tuple[int, ...], n_out: int, **options: Any) -> nn.Module:
     """The model a config's ``model:`` section describes.
 
     Parameters
     ----------
     kind : str
-        One of :data:`KINDS`.
+        One of :data:`NAMES`.
     input_shape : tuple of int
         The shape of one sample, ``Dataset.X.shape[1:]``: any shape for ``linear`` and
         ``mlp`` (flattened); ``(L,)`` or ``(C, L)`` for ``cnn1d``; ``(H, W)`` or
@@ -590,7 +583,7 @@ def build(kind: str, input_shape: tuple[int, ...], n_out: int, **options: Any) -
         For an unknown ``kind``, an ``input_shape`` the kind cannot take, an option the
         kind does not have, or a bad option value.
     """
-    _check_choice("kind", kind, KINDS)
+    check_choice("kind", kind, NAMES)
     if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
         raise ValueError(f"input_shape must be a tuple of ints > 0; got {input_shape!r}")
     shape = _check_sizes("input_shape", input_shape, allow_empty=False)

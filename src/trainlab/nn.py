@@ -9,9 +9,11 @@ The arithmetic runs in ``torch.nn.functional`` kernels (``F.dropout``, ``F.batch
   torch's) or ``"exact"`` (whole-training-set statistics from :func:`recalibrate`), and
   ``sync=True`` for statistics over the global batch of all processes of a distributed
   run (``norm: sync_batch``);
-- :class:`LayerNorm`, :class:`InstanceNorm1d`, :class:`InstanceNorm2d`,
-  :class:`GroupNorm`, which use each sample's own statistics in training and eval alike;
-- :func:`norm_layer`, the factory the model builders call with a config's ``norm:``.
+- :class:`LayerNorm`, :class:`ConvLayerNorm`, :class:`InstanceNorm1d`,
+  :class:`InstanceNorm2d`, :class:`GroupNorm`, which use each sample's own statistics in
+  training and eval alike;
+- :func:`create_norm`, the factory the model builders call with a config's ``norm:``
+  (one of :data:`NORM_NAMES`).
 
 Symbols are the lecture's: h̃ is a layer's input (the hidden state before
 normalization), μ and σ² its mean and variance, ĥ = (h̃ − μ) ⊘ √(σ² + ε), and
@@ -30,6 +32,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from trainlab.errors import check_choice, check_range
+from trainlab.moments import merge_moments
+
 __all__ = [
     "Dropout",
     "DROPOUT_MODES",
@@ -38,21 +43,20 @@ __all__ = [
     "BATCH_NORM_STATS",
     "recalibrate",
     "LayerNorm",
+    "ConvLayerNorm",
     "InstanceNorm1d",
     "InstanceNorm2d",
     "GroupNorm",
-    "NORM_KINDS",
-    "norm_layer",
+    "NORM_NAMES",
+    "create_norm",
 ]
 
+#: The modes of :class:`Dropout`.
 DROPOUT_MODES = ("inverted", "scale_at_test")
+#: The ``stats`` of :class:`BatchNorm1d` and :class:`BatchNorm2d`.
 BATCH_NORM_STATS = ("running", "exact")
-NORM_KINDS = ("none", "batch", "sync_batch", "layer", "instance", "group")
-
-
-def _check_choice(what: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
+#: The norms :func:`create_norm` makes (a config's ``model.norm``).
+NORM_NAMES = ("none", "batch", "sync_batch", "layer", "instance", "group")
 
 
 class Dropout(nn.Module):
@@ -84,9 +88,8 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float = 0.5, mode: str = "inverted") -> None:
         super().__init__()
-        if not (isinstance(p, (int, float)) and 0.0 <= p < 1.0):
-            raise ValueError(f"dropout probability p must be in [0, 1); got p={p!r}")
-        _check_choice("dropout mode", mode, DROPOUT_MODES)
+        check_range("p", p, 0.0, 1.0, high_open=True, owner="Dropout")
+        check_choice("mode", mode, DROPOUT_MODES, owner="Dropout")
         self.p = float(p)
         self.mode = mode
 
@@ -141,15 +144,12 @@ class _BatchNormStats:
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        _check_choice("batch-norm stats", stats, BATCH_NORM_STATS)
-        if not (isinstance(num_features, int) and num_features > 0):
-            raise ValueError(f"num_features must be an int > 0; got {num_features!r}")
-        if not (isinstance(eps, (int, float)) and eps > 0):
-            raise ValueError(f"eps must be > 0; got {eps!r}")
-        if momentum is not None and not (
-            isinstance(momentum, (int, float)) and 0.0 <= momentum <= 1.0
-        ):
-            raise ValueError(f"momentum must be in [0, 1] or None; got {momentum!r}")
+        owner = type(self).__name__
+        check_choice("stats", stats, BATCH_NORM_STATS, owner=owner)
+        check_range("num_features", num_features, 1, integer=True, owner=owner)
+        check_range("eps", eps, 0.0, low_open=True, owner=owner)
+        if momentum is not None:
+            check_range("momentum", momentum, 0.0, 1.0, owner=owner)
         super().__init__(num_features, eps, momentum, affine, True, device, dtype)
         self.stats = stats
         self.sync = bool(sync)
@@ -391,13 +391,9 @@ def recalibrate(model: nn.Module, loader: Iterable) -> nn.Module:
         mean = x.mean(dims)
         m2 = (x - mean.view(1, -1, *([1] * (x.dim() - 2)))).square().sum(dims)
         if module in moments:  # Chan et al.: merge (count, mean, M2) of two parts
-            n, mean_a, m2_a = moments[module]
-            total = n + count
-            delta = mean - mean_a
-            mean = mean_a + delta * (count / total)
-            m2 = m2_a + m2 + delta.square() * (n * count / total)
-            count = total
-        moments[module] = (count, mean, m2)
+            moments[module] = merge_moments(*moments[module], count, mean, m2)
+        else:
+            moments[module] = (count, mean, m2)
 
     modes = [(m, m.training) for _, m in named]
     saved = [(m, m.stats, m._has_exact_stats) for _, m in layers]
@@ -444,16 +440,16 @@ def recalibrate(model: nn.Module, loader: Iterable) -> nn.Module:
 def _merge_over_ranks(
     count: int, mean: torch.Tensor, m2: torch.Tensor
 ) -> tuple[int, torch.Tensor, torch.Tensor]:
-    # Exact merge of every rank's (count, mean, M2): the global mean from the summed
-    # count·mean, then M2 = Σ_r [M2_r + count_r (mean_r − mean)²] (Chan et al.), in float64.
-    total = torch.tensor([float(count)], dtype=torch.float64, device=mean.device)
-    dist.all_reduce(total)
-    weighted = mean * count
-    dist.all_reduce(weighted)
-    global_mean = weighted / total
-    m2 = m2 + count * (mean - global_mean).square()
-    dist.all_reduce(m2)
-    return int(total.item()), global_mean, m2
+    # Every rank's (count, mean, M2) gathered, then merged in rank order with Chan et al.'s
+    # formulas (float64): every rank computes the same numbers from the same parts.
+    mine = torch.cat([mean.new_tensor([float(count)]), mean, m2])
+    parts = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, mine)
+    c = mean.numel()
+    merged = (int(parts[0][0].item()), parts[0][1 : 1 + c], parts[0][1 + c :])
+    for part in parts[1:]:
+        merged = merge_moments(*merged, int(part[0].item()), part[1 : 1 + c], part[1 + c :])
+    return merged
 
 
 class LayerNorm(nn.LayerNorm):
@@ -466,7 +462,33 @@ class LayerNorm(nn.LayerNorm):
     """
 
 
-class InstanceNorm1d(nn.InstanceNorm1d):
+class _OwnStatistics:
+    """What trainlab's instance norms change in torch's: always the instance's own
+    statistics (no running averages), so training and eval compute the same function.
+
+    Mixed in before ``nn.InstanceNorm1d`` / ``nn.InstanceNorm2d``: parameters, buffers and
+    ``state_dict`` keys are torch's.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = False,
+        track_running_stats: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        if track_running_stats:
+            raise ValueError(
+                "trainlab's instance norm uses each instance's statistics in training and "
+                "eval alike; track_running_stats must be False"
+            )
+        super().__init__(num_features, eps, momentum, affine, False, device, dtype)
+
+
+class InstanceNorm1d(_OwnStatistics, nn.InstanceNorm1d):
     """Instance normalization for N × C × L maps: statistics per sample and channel over L.
 
     μ_nc = (1/L)Σ_l h̃_ncl, σ²_nc = (1/L)Σ_l (h̃_ncl − μ_nc)², ĥ = (h̃ − μ) ⊘ √(σ² + ε),
@@ -477,23 +499,6 @@ class InstanceNorm1d(nn.InstanceNorm1d):
     has no positions to average over: use layer norm there).
     """
 
-    def __init__(
-        self,
-        num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = False,
-        track_running_stats: bool = False,
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
-        if track_running_stats:
-            raise ValueError(
-                "trainlab's instance norm uses each instance's statistics in training and "
-                "eval alike; track_running_stats must be False"
-            )
-        super().__init__(num_features, eps, momentum, affine, False, device, dtype)
-
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if input.dim() != 3:
             raise ValueError(
@@ -503,7 +508,7 @@ class InstanceNorm1d(nn.InstanceNorm1d):
         return super().forward(input)
 
 
-class InstanceNorm2d(nn.InstanceNorm2d):
+class InstanceNorm2d(_OwnStatistics, nn.InstanceNorm2d):
     """Instance normalization for N × C × H × W maps: statistics per sample and channel.
 
     μ_nc = (1/HW)Σ_hw h̃_nchw, σ²_nc = (1/HW)Σ_hw (h̃_nchw − μ_nc)²,
@@ -512,79 +517,112 @@ class InstanceNorm2d(nn.InstanceNorm2d):
     function (C14): ``track_running_stats=True`` is refused.
     """
 
-    def __init__(
-        self,
-        num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = False,
-        track_running_stats: bool = False,
-        device: Any = None,
-        dtype: Any = None,
-    ) -> None:
-        if track_running_stats:
-            raise ValueError(
-                "trainlab's instance norm uses each instance's statistics in training and "
-                "eval alike; track_running_stats must be False"
-            )
-        super().__init__(num_features, eps, momentum, affine, False, device, dtype)
-
 
 class GroupNorm(nn.GroupNorm):
     """Group normalization: statistics per sample over each group of channels.
 
     The C channels are split into G = ``num_groups`` groups; for each sample and group
     g, μ and σ² are taken over the group's channels and all positions, then
-    ĥ = (h̃ − μ) ⊘ √(σ² + ε), z = γ ⊙ ĥ + β with γ, β per channel. G = 1 is layer norm
-    over C × (positions); G = C is instance norm. Same function in training and eval.
+    ĥ = (h̃ − μ) ⊘ √(σ² + ε), z = γ ⊙ ĥ + β with γ, β per channel. G = 1 is
+    :class:`ConvLayerNorm`; G = C is instance norm. Same function in training and eval.
     """
 
 
-def norm_layer(kind: str, num_features: int, dim: int = 1, **kwargs: Any) -> nn.Module:
-    """The normalization layer a config's ``norm:`` names, for ``num_features`` channels.
+class ConvLayerNorm(GroupNorm):
+    """Layer normalization of a conv map: statistics per sample over all its channels and
+    positions, γ and β per channel.
 
-    ``dim=1``: inputs N × C or N × C × L (fully connected, 1-D conv);
-    ``dim=2``: inputs N × C × H × W (2-D conv).
+    For one sample h̃ of shape C × L (or C × H × W) with M = C·L (or C·H·W) units:
+    μ = (1/M)Σ h̃, σ² = (1/M)Σ (h̃ − μ)², ĥ = (h̃ − μ) ⊘ √(σ² + ε), z = γ ⊙ ĥ + β with γ,
+    β of shape C × 1 (× 1). This is layer norm as Wu & He's group-norm paper draws it for
+    CNNs, and :class:`GroupNorm` with one group (``num_groups`` is 1, always). It is not
+    ``torch.nn.LayerNorm([C, H, W])``, whose γ and β have one entry per unit and so fix
+    the map's size when the layer is made; the statistics are the same. On N × C input it
+    is :class:`LayerNorm` (C) exactly. Same function in training and eval.
 
-    ============== ================================== ==================================
-    kind           ``dim=1``                          ``dim=2``
-    ============== ================================== ==================================
-    ``none``       ``nn.Identity()``                  ``nn.Identity()``
-    ``batch``      :class:`BatchNorm1d`               :class:`BatchNorm2d`
-    ``sync_batch`` ``BatchNorm1d(C, sync=True)``      ``BatchNorm2d(C, sync=True)``
-    ``layer``      ``GroupNorm(1, C)``                ``GroupNorm(1, C)``
-    ``instance``   ``InstanceNorm1d(C, affine=True)`` ``InstanceNorm2d(C, affine=True)``
-    ``group``      ``GroupNorm(G, C)``                ``GroupNorm(G, C)``
-    ============== ================================== ==================================
+    Parameters
+    ----------
+    num_channels : int
+        C.
+    eps : float
+        ε added to σ². Default 1e-5.
+    affine : bool
+        Learnable per-channel γ (``weight``) and β (``bias``). Default True.
+    """
 
-    ``layer`` is :class:`GroupNorm` with one group: per sample, statistics over all of
-    its units (D, C × L or C × H × W) with one γ, β per feature or channel; on N × D
-    input that is exactly ``LayerNorm(D)``, and unlike ``LayerNorm(C)`` it is also right
-    for conv maps. ``instance`` needs N × C × L or N × C × H × W input. ``group``
-    takes ``num_groups`` (G), default ``gcd(32, C)`` (32 groups when C allows it).
-    Other ``kwargs`` go to the layer's constructor, e.g. ``stats="exact"`` for batch
-    norm, ``eps=1e-3``.
+    def __init__(
+        self,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(1, num_channels, eps, affine, device, dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+#: ``dim`` of :func:`create_norm` → the input it normalizes.
+_NORM_INPUTS = {
+    0: "N × D features",
+    1: "N × C × L maps",
+    2: "N × C × H × W maps",
+}
+
+
+def create_norm(name: str, num_features: int, dim: int = 0, **kwargs: Any) -> nn.Module:
+    """The normalization layer a config's ``norm:`` names, for ``num_features`` units.
+
+    ``dim`` is the number of positional dimensions of the input: 0 for N × D features
+    (fully connected), 1 for N × C × L maps (1-D conv), 2 for N × C × H × W maps (2-D conv).
+
+    ============== =================================== =========================================
+    name           ``dim=0`` (N × D features)          ``dim=1``, ``dim=2`` (conv maps)
+    ============== =================================== =========================================
+    ``none``       ``nn.Identity()``                   ``nn.Identity()``
+    ``batch``      :class:`BatchNorm1d`                :class:`BatchNorm1d`, :class:`BatchNorm2d`
+    ``sync_batch`` ``BatchNorm1d(D, sync=True)``       the same with ``sync=True``
+    ``layer``      :class:`LayerNorm` ``(D)``          :class:`ConvLayerNorm` ``(C)``
+    ``instance``   refused                             ``InstanceNorm1d/2d(C, affine=True)``
+    ``group``      ``GroupNorm(G, D)``                 ``GroupNorm(G, C)``
+    ============== =================================== =========================================
+
+    ``layer`` is layer norm: per sample, statistics over all of its units. On features it
+    is :class:`LayerNorm` (D); on conv maps it is :class:`ConvLayerNorm` (C), whose γ and
+    β are per channel (a ``LayerNorm([C, H, W])`` would need the map's size). ``instance``
+    needs positions to average over, so ``dim=0`` is refused. ``group`` takes
+    ``num_groups`` (G), default ``gcd(32, C)`` (32 groups when C allows it). Other
+    ``kwargs`` go to the layer's constructor, e.g. ``stats="exact"`` for batch norm,
+    ``eps=1e-3``.
 
     Raises
     ------
+    HyperparameterError
+        For an unknown ``name`` (the message lists :data:`NORM_NAMES`) or ``dim`` (a
+        ``ValueError``).
     ValueError
-        For an unknown ``kind`` (the message lists :data:`NORM_KINDS`) or a ``dim``
-        other than 1 or 2.
+        For ``instance`` with ``dim=0``.
     """
-    _check_choice("norm kind", kind, NORM_KINDS)
-    if dim not in (1, 2):
-        raise ValueError(
-            f"norm dim must be 1 (N × C or N × C × L input) or 2 (N × C × H × W); got {dim!r}"
-        )
-    if kind == "none":
+    check_choice("name", name, NORM_NAMES, owner="norm")
+    check_choice("dim", dim, tuple(_NORM_INPUTS), owner="norm")
+    if name == "none":
         return nn.Identity()
-    if kind in ("batch", "sync_batch"):
-        if kind == "sync_batch":
+    if name in ("batch", "sync_batch"):
+        if name == "sync_batch":
             kwargs.setdefault("sync", True)
-        return (BatchNorm1d if dim == 1 else BatchNorm2d)(num_features, **kwargs)
-    if kind == "layer":
-        return GroupNorm(1, num_features, **kwargs)
-    if kind == "instance":
+        return (BatchNorm2d if dim == 2 else BatchNorm1d)(num_features, **kwargs)
+    if name == "layer":
+        return (
+            LayerNorm(num_features, **kwargs) if dim == 0 else ConvLayerNorm(num_features, **kwargs)
+        )
+    if name == "instance":
+        if dim == 0:
+            raise ValueError(
+                "instance norm averages over the positions of each channel, and "
+                f"{_NORM_INPUTS[0]} have none: use layer norm there"
+            )
         kwargs.setdefault("affine", True)
         return (InstanceNorm1d if dim == 1 else InstanceNorm2d)(num_features, **kwargs)
     num_groups = kwargs.pop("num_groups", math.gcd(32, num_features))

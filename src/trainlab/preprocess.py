@@ -20,8 +20,6 @@ positions, is a sample of that channel's distribution. Whitening needs an N×D i
 from __future__ import annotations
 
 import inspect
-import math
-import numbers
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +29,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from trainlab.errors import check_choice, check_range
+from trainlab.moments import merge_moments
+
 __all__ = [
     "NAMES",
     "Center",
@@ -38,7 +39,7 @@ __all__ = [
     "Pipeline",
     "Standardize",
     "Whiten",
-    "make",
+    "create",
 ]
 
 _WHITEN_METHODS = ("pca", "zca")
@@ -108,19 +109,13 @@ class _Moments:
         return bool(finite)
 
     def merge(self, other: _Moments) -> _Moments:
-        """Chan et al.'s parallel formulas: the moments of the union of two samples.
-
-        n = n_A + n_B,  δ = μ_B − μ_A,  μ = μ_A + δ·n_B/n,  M2 = M2_A + M2_B + δᵀδ·n_A·n_B/n.
-        """
-        mean_b = other.mean.to(self.mean.device)
-        n = self.n + other.n
-        delta = mean_b - self.mean
-        mean = self.mean + delta * (other.n / n)
-        if self.m2 is None:
-            return _Moments(n, mean, None)
-        m2_b = other.m2.to(self.mean.device)
-        cross = torch.outer(delta, delta) if self.m2.ndim == 2 else delta.square()
-        return _Moments(n, mean, self.m2 + m2_b + cross * (self.n * other.n / n))
+        """The moments of the union of two samples: Chan et al.'s parallel formulas
+        (:func:`trainlab.moments.merge_moments`)."""
+        device = self.mean.device
+        m2_b = None if self.m2 is None else other.m2.to(device)
+        return _Moments(
+            *merge_moments(self.n, self.mean, self.m2, other.n, other.mean.to(device), m2_b)
+        )
 
     def project(self, kind: str) -> _Moments:
         """The same moments with only the part of M2 that ``kind`` keeps."""
@@ -750,15 +745,8 @@ class Whiten(_Preprocessor):
     inverse_whitening_ = _fitted_attribute("inverse_whitening_", "W⁻¹ in z ↦ z W⁻¹ + μ.")
 
     def __init__(self, method: str = "pca", eps: float = 1e-5) -> None:
-        if not isinstance(method, str) or method not in _WHITEN_METHODS:
-            raise ValueError(f"Whiten: method must be one of 'pca', 'zca'; got {method!r}")
-        if (
-            isinstance(eps, bool)
-            or not isinstance(eps, numbers.Real)
-            or not math.isfinite(eps)
-            or eps <= 0
-        ):
-            raise ValueError(f"Whiten: eps must be a positive finite number; got {eps!r}")
+        check_choice("method", method, _WHITEN_METHODS, owner="Whiten")
+        check_range("eps", eps, 0.0, low_open=True, owner="Whiten")
         super().__init__()
         self.method = method
         self.eps = float(eps)
@@ -1046,12 +1034,13 @@ NAMES: tuple[str, ...] = tuple(_FACTORIES)
 """The config names of the preprocessors: center, standardize, whiten_pca, whiten_zca."""
 
 
-def make(name: str, **params: Any) -> _Preprocessor:
-    """The preprocessor for a config name.
+def create(name: str, **params: Any) -> _Preprocessor:
+    """The preprocessor a config names.
 
     Parameters
     ----------
     name : {"center", "standardize", "whiten_pca", "whiten_zca"}
+        One of :data:`NAMES`.
     **params
         Passed to the constructor, e.g. ``eps`` for the whitening methods.
 
@@ -1061,10 +1050,8 @@ def make(name: str, **params: Any) -> _Preprocessor:
 
     Raises
     ------
-    ValueError
-        If ``name`` is not one of ``NAMES``.
+    HyperparameterError
+        If ``name`` is not one of ``NAMES`` (a ``ValueError``).
     """
-    if not isinstance(name, str) or name not in _FACTORIES:
-        allowed = ", ".join(repr(n) for n in NAMES)
-        raise ValueError(f"make: unknown preprocessor {name!r}; expected one of {allowed}")
+    check_choice("name", name, NAMES, owner="preprocess")
     return _FACTORIES[name](**params)

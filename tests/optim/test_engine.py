@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trainlab import optim
+from trainlab.errors import HyperparameterError
 
 import transcriptions as T
 
@@ -328,9 +329,9 @@ BAD = [
     (optim.SGD, dict(lr=-0.1), r"SGD: lr must be in \[0, ∞\), got -0.1"),
     (optim.SGD, dict(lr=0.1, momentum=1.0), r"momentum must be in \[0, 1\), got 1.0"),
     (optim.SGD, dict(lr=0.1, momentum=-0.5), r"momentum must be in \[0, 1\)"),
-    (optim.SGD, dict(lr=0.1, nesterov=True), r"nesterov=True needs momentum > 0"),
+    (optim.SGD, dict(lr=0.1, nesterov=True), r"SGD: nesterov needs momentum > 0"),
     (optim.SGD, dict(lr=None), r"SGD: lr is required"),
-    (optim.SGD, dict(lr="fast"), r"lr must be a number, got 'fast'"),
+    (optim.SGD, dict(lr="fast"), r"lr must be a number in \[0, ∞\), got 'fast'"),
     (optim.SGD, dict(lr=0.1, weight_decay=-1), r"weight_decay must be in \[0, ∞\)"),
     (optim.RMSProp, dict(rho=1.0), r"RMSProp: rho must be in \[0, 1\), got 1.0"),
     (optim.RMSProp, dict(rho=-0.1), r"rho must be in \[0, 1\)"),
@@ -345,9 +346,9 @@ BAD = [
     (
         optim.Adam,
         dict(convention="tensorflow"),
-        r"convention must be one of 'lecture', 'torch', 'keras', 'optax'; got 'tensorflow'",
+        r"convention must be one of lecture, torch, keras, optax; got 'tensorflow'",
     ),
-    (optim.Adam, dict(impl="cuda"), r"impl must be one of 'reference', 'foreach', 'flat', 'auto'"),
+    (optim.Adam, dict(impl="cuda"), r"impl must be one of reference, foreach, flat, auto"),
     (optim.Adam, dict(amsgrad=3), r"Adam: amsgrad must be true or false, got 3"),
     (optim.SGD, dict(lr=0.1, momentum=0.9, nesterov="yes"), r"nesterov must be true or false"),
     (optim.RMSProp, dict(centered=1), r"RMSProp: centered must be true or false, got 1"),
@@ -358,6 +359,16 @@ BAD = [
 def test_bad_hyperparameters_raise_value_error_naming_parameter_and_range(cls, kw, message):
     with pytest.raises(ValueError, match=message):
         cls([torch.zeros(2, requires_grad=True)], **kw)
+
+
+def test_a_refused_hyperparameter_is_a_typed_error_carrying_owner_key_and_problem():
+    with pytest.raises(HyperparameterError) as error:
+        optim.Adam([torch.zeros(2, requires_grad=True)], betas=(0.9, 1.5))
+    assert (error.value.owner, error.value.key) == ("Adam", "betas[1]")
+    assert error.value.problem == "must be in [0, 1), got 1.5"
+    with pytest.raises(HyperparameterError) as error:
+        optim.create("sgd", [torch.zeros(2, requires_grad=True)])
+    assert error.value.key == "lr" and "required" in error.value.problem
 
 
 def test_create_builds_by_config_name():

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.optim import lr_scheduler
 
+from trainlab.errors import HyperparameterError
 from trainlab.optim import schedule as S
 
 LR = 0.1
@@ -250,19 +251,34 @@ def test_bad_parameter_raises_value_error_naming_it(function, kwargs, parameter)
     with pytest.raises(ValueError, match=rf"^{parameter} must be"):
         function(**kwargs)
     with pytest.raises(ValueError, match=rf"^{parameter} must be"):
-        S.make(function.__name__, **kwargs)
+        S.create(function.__name__, **kwargs)
 
 
-def test_make_with_an_unknown_name_raises_value_error_listing_the_allowed_names():
-    with pytest.raises(ValueError, match="unknown schedule 'linear'") as error:
-        S.make("linear", total_steps=10)
-    for name in ["constant", "step", "exponential", "cosine", "warmup", "one_cycle"]:
+def test_create_with_an_unknown_name_raises_value_error_listing_the_allowed_names():
+    with pytest.raises(ValueError, match="name must be one of .*; got 'linear'") as error:
+        S.create("linear", total_steps=10)
+    assert S.NAMES == ("constant", "step", "exponential", "cosine", "warmup", "one_cycle")
+    for name in S.NAMES:
         assert name in str(error.value)
 
 
-def test_make_with_an_unknown_keyword_raises_value_error_listing_the_parameters():
-    with pytest.raises(ValueError, match="total_steps, final"):
-        S.make("cosine", total_steps=10, eta_min=0.0)
+def test_create_with_an_unknown_keyword_raises_value_error_listing_the_parameters():
+    with pytest.raises(HyperparameterError, match="total_steps, final") as error:
+        S.create("cosine", total_steps=10, eta_min=0.0)
+    assert (error.value.owner, error.value.key) == ("cosine", "eta_min")
+
+
+def test_create_without_a_required_parameter_names_it():
+    with pytest.raises(HyperparameterError, match="^step: step_size is required") as error:
+        S.create("step", gamma=0.5)
+    assert error.value.key == "step_size"
+
+
+def test_a_refused_parameter_is_a_typed_error_carrying_its_key():
+    with pytest.raises(HyperparameterError) as error:
+        S.cosine(100, final=1.5)
+    assert (error.value.owner, error.value.key) == (None, "final")
+    assert error.value.problem == "must be in [0, 1], got 1.5"
 
 
 def test_scheduler_refuses_a_schedule_that_is_not_callable():
@@ -286,7 +302,7 @@ EXAMPLES = [
 @pytest.mark.parametrize("schedule", EXAMPLES, ids=repr)
 def test_a_schedule_prints_as_the_call_that_makes_it_and_pickles(schedule):
     assert eval(repr(schedule), vars(S)) == schedule
-    assert S.make(repr(schedule).split("(")[0], **vars(schedule)) == schedule
+    assert S.create(repr(schedule).split("(")[0], **vars(schedule)) == schedule
     copy = pickle.loads(pickle.dumps(schedule))
     assert copy == schedule
     assert [copy(t) for t in range(0, 2000, 7)] == [schedule(t) for t in range(0, 2000, 7)]

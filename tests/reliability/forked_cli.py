@@ -330,9 +330,9 @@ def _install(faults: dict) -> None:
 
     trial = faults.get("trial")
     if trial:
-        from trainlab.tune import study as study_module
+        from trainlab.tune import workers as workers_module
 
-        real_report = study_module._Report.on_epoch_end
+        real_report = workers_module._Report.on_epoch_end
 
         def report(self, trainer, logs: dict) -> None:
             if self.trial.number == trial["number"] and logs["epoch"] == trial["epoch"]:
@@ -344,11 +344,11 @@ def _install(faults: dict) -> None:
                     time.sleep(0.02)
             real_report(self, trainer, logs)
 
-        study_module._Report.on_epoch_end = report
+        workers_module._Report.on_epoch_end = report
     if "reconnect_seconds" in faults:
-        from trainlab.tune import study as study_module
+        from trainlab.tune import storage as storage_module
 
-        study_module.RECONNECT_SECONDS = faults["reconnect_seconds"]
+        storage_module.RECONNECT_SECONDS = faults["reconnect_seconds"]
 
 
 if __name__ == "__main__":

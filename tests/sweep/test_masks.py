@@ -94,7 +94,7 @@ def _stack(ps: list[float]) -> tuple[StackedModel, list[torch.Tensor]]:
     nets, states = [], []
     for i, p in enumerate(ps):
         torch.manual_seed(i)
-        nets.append(models.build("mlp", (6,), 3, hidden=[8, 8], dropout=p))
+        nets.append(models.create("mlp", (6,), 3, hidden=[8, 8], dropout=p))
         states.append(torch.get_rng_state())
     return StackedModel(nets, states), states
 

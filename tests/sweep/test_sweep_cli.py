@@ -15,9 +15,9 @@ import optuna
 import pytest
 
 from trainlab.compare import compare
-from trainlab.sweep.run import SweepError, parse_vary
 from trainlab.tune import TuneError, tune
-from trainlab.tune.study import objective_for
+from trainlab.tune.workers import objective_for
+from trainlab.variants import VaryError, parse_vary
 
 from tables import write_table_config, write_table_csv
 
@@ -50,6 +50,22 @@ def test_vary_reads_log_and_linear_spaces_lists_and_comma_values():
     }
 
 
+def test_a_malformed_vary_item_is_a_one_line_cli_error(config, tmp_path, run_cli):
+    code, _, err = run_cli(
+        "sweep",
+        str(config),
+        "--vary",
+        "optimizer.lr=logspace(1e-3,1e-1)",
+        "--out",
+        str(tmp_path / "s"),
+    )
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(
+        "trainlab: error: --vary 'optimizer.lr=logspace(1e-3,1e-1)': write logspace"
+    )
+    assert not (tmp_path / "s").exists()
+
+
 @pytest.mark.parametrize(
     ("item", "says"),
     [
@@ -61,7 +77,7 @@ def test_vary_reads_log_and_linear_spaces_lists_and_comma_values():
     ],
 )
 def test_a_malformed_vary_item_is_an_error_naming_it(item, says):
-    with pytest.raises(SweepError, match=r"--vary") as err:
+    with pytest.raises(VaryError, match=r"--vary") as err:
         parse_vary([item])
     assert says in str(err.value)
 
@@ -86,11 +102,13 @@ def test_sweep_writes_each_run_as_fit_writes_it_a_table_and_a_report(config, tmp
     ]
     for name in ("sweep.csv", "sweep.md", "sweep.json", "report.html", "config.yaml"):
         assert (out / name).is_file(), name
+    assert f"report (4 best of 4 runs): {out / 'report.html'}" in stdout
     with open(out / "sweep.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
     result = json.loads((out / "sweep.json").read_text())
     assert [v["runs"] for v in result["variants"]] == [2, 2]
+    assert len(result["report_runs"]) == 4 and "report" not in result  # the CLI renders
 
     # one of them, trained by `trainlab fit` alone, is the same run
     fitted = tmp_path / "fit"

@@ -67,7 +67,7 @@ def _make(i: int, arch: str):
     """Model i as its run builds it: seeded, then the model, then the optimizer."""
     name, hyper = CASES[i]
     torch.manual_seed(i % 3)
-    model = models.build("mlp", (12,), 3, **ARCHITECTURES[arch](i))
+    model = models.create("mlp", (12,), 3, **ARCHITECTURES[arch](i))
     opt = optim.create(name, model.parameters(), **hyper)
     return model, opt, torch.get_rng_state()
 

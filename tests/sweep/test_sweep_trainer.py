@@ -69,7 +69,7 @@ def _assert_same(a: nn.Module, b: nn.Module, tol=TOL):
 def _mlp(seed, lr, name="sgd", **kw):
     def make():
         torch.manual_seed(seed)
-        model = models.build("mlp", (6,), 3, hidden=[8], **kw)
+        model = models.create("mlp", (6,), 3, hidden=[8], **kw)
         return model, optim.create(name, model.parameters(), lr=lr)
 
     return make
@@ -139,7 +139,7 @@ def test_regression_models_have_the_trainers_metrics():
     def make(seed, lr):
         def build():
             torch.manual_seed(seed)
-            model = models.build("mlp", (4,), 1, hidden=[8], dropout=0.1)
+            model = models.create("mlp", (4,), 1, hidden=[8], dropout=0.1)
             return model, optim.create("adam", model.parameters(), lr=lr)
 
         return build
@@ -172,7 +172,7 @@ def test_convolutional_models_trained_together_equal_their_sequential_runs(kind,
     def make(seed, lr):
         def build():
             torch.manual_seed(seed)
-            model = models.build(kind, shape, 2, **options)
+            model = models.create(kind, shape, 2, **options)
             return model, optim.create("momentum", model.parameters(), lr=lr)
 
         return build
@@ -216,8 +216,8 @@ def test_any_module_is_stacked_through_vmap_and_equals_its_sequential_runs():
 
 
 def test_models_of_different_architectures_are_refused_naming_the_difference():
-    a = models.build("mlp", (6,), 3, hidden=[8])
-    b = models.build("mlp", (6,), 3, hidden=[9])
+    a = models.create("mlp", (6,), 3, hidden=[8])
+    b = models.create("mlp", (6,), 3, hidden=[9])
     with pytest.raises(ArchitectureError, match="model 1 has another architecture"):
         StackedModel([a, b])
 

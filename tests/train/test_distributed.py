@@ -55,7 +55,7 @@ def test_unequal_shares_are_weighted_so_ranks_sum_to_the_global_mean():
 def test_sync_batch_norm_without_a_process_group_is_batch_norm():
     torch.manual_seed(0)
     x = torch.randn(16, 5)
-    plain, synced = tl_nn.norm_layer("batch", 5), tl_nn.norm_layer("sync_batch", 5)
+    plain, synced = tl_nn.create_norm("batch", 5), tl_nn.create_norm("sync_batch", 5)
     assert synced.sync and not plain.sync
     torch.testing.assert_close(synced(x), plain(x))
     torch.testing.assert_close(synced.running_var, plain.running_var)

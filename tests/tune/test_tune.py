@@ -8,13 +8,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
+from pathlib import Path
 
 import optuna
 import pytest
 
+import trainlab.atomic as atomic_module
 import trainlab.run as run_module
-from trainlab.tune import study as study_module
+from trainlab.tune import storage as storage_module
 from trainlab.tune import tune
+from trainlab.tune import workers as workers_module
 
 from tables import read_trials, write_tune_config
 
@@ -82,7 +86,7 @@ def test_a_study_tries_the_defaults_once_first_and_tests_the_winner_once(tmp_pat
         return real_build(config, split, parts)
 
     monkeypatch.setattr(run_module, "build", spy)
-    monkeypatch.setattr(study_module, "build", spy)
+    monkeypatch.setattr(workers_module, "build", spy)
     summary = tune(_config(tmp_path), out=tmp_path / "study", **_quiet())
 
     # the test split is read only by the last build: the final retraining
@@ -99,6 +103,36 @@ def test_a_study_tries_the_defaults_once_first_and_tests_the_winner_once(tmp_pat
     assert set(summary["importances"]) == {"optimizer.lr", "model.dropout"}
     final = json.loads((tmp_path / "study" / "final" / "summary.json").read_text())
     assert final["test"] == summary["test"]
+
+
+def test_a_study_writes_each_summary_json_once_and_the_cli_renders_the_report(
+    tmp_path, monkeypatch, capsys
+):
+    from trainlab.cli import main
+
+    writes: Counter = Counter()
+    real_replace, real_write_text = atomic_module.replace_atomically, Path.write_text
+
+    def replace_atomically(path, write):
+        writes[Path(path)] += 1
+        return real_replace(path, write)
+
+    def write_text(self, *args, **kwargs):
+        writes[self] += 1
+        return real_write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(atomic_module, "replace_atomically", replace_atomically)
+    monkeypatch.setattr(Path, "write_text", write_text)
+    study = tmp_path / "study"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", str(_config(tmp_path, trials=2, epochs=1)), "--out", str(study), "--quiet"])
+    assert exit_info.value.code == 0
+
+    summaries = {path: n for path, n in writes.items() if path.name == "summary.json"}
+    assert summaries == {study / "summary.json": 1, study / "final" / "summary.json": 1}
+    out = capsys.readouterr().out
+    assert f"report: {study / 'report.html'}" in out and (study / "report.html").is_file()
+    assert "report" not in json.loads((study / "summary.json").read_text())
 
 
 def test_running_the_same_command_again_resumes_the_study(tmp_path):
@@ -123,7 +157,7 @@ def test_a_worker_killed_mid_trial_has_its_trial_retried(tmp_path):
     config = _config(tmp_path, trials=6, epochs=60)
     run_dir = tmp_path / "study"
     coordinator = _start_coordinator(config, run_dir)
-    journal = run_dir / study_module.STORAGE_FILE
+    journal = run_dir / storage_module.STORAGE_FILE
 
     def storage():
         if not journal.exists():
@@ -191,7 +225,7 @@ def test_two_workers_on_postgresql_record_every_trial_once(tmp_path, postgres_db
     assert summary["trials"]["failed"] == 0 and summary["trials"]["complete"] >= 6
     study = optuna.load_study(study_name="pg", storage=postgres_db)
     assert len(study.trials) == len(rows)  # the database holds them, not a local file
-    assert not (tmp_path / "study" / study_module.STORAGE_FILE).exists()
+    assert not (tmp_path / "study" / storage_module.STORAGE_FILE).exists()
 
 
 def test_a_worker_killed_mid_trial_on_postgresql_is_retried_and_the_study_resumes(
@@ -217,13 +251,13 @@ def test_a_worker_joins_from_another_directory_with_the_split_from_the_study(tmp
     """A machine with no copy of the study directory gets the split from the study."""
     config = _config(tmp_path, trials=3)
     tune(config, out=tmp_path / "study", **_quiet())
-    journal = str(tmp_path / "study" / study_module.STORAGE_FILE)
+    journal = str(tmp_path / "study" / storage_module.STORAGE_FILE)
     assert (
         tune(config, out=tmp_path / "elsewhere", trials=5, storage=journal, join=True, **_quiet())
         is None
     )
     assert not (tmp_path / "elsewhere" / "split.json").exists()
-    study = optuna.load_study(study_name="table-tune", storage=study_module.open_storage(journal))
+    study = optuna.load_study(study_name="table-tune", storage=storage_module.open_storage(journal))
     assert len(study.trials) == 5
 
 
@@ -245,7 +279,7 @@ def test_a_space_where_every_trial_fails_stops_instead_of_looping(tmp_path, caps
     )
     rows = read_trials(tmp_path / "study")
     assert (
-        all(r["state"] == "FAIL" for r in rows) and len(rows) == study_module.MIN_FAILURES_TO_STOP
+        all(r["state"] == "FAIL" for r in rows) and len(rows) == workers_module.MIN_FAILURES_TO_STOP
     )
 
 
@@ -283,13 +317,13 @@ def test_a_refused_start_leaves_no_study_directory(tmp_path, capsys):
 
 def test_resuming_with_another_config_is_refused(tmp_path):
     tune(_config(tmp_path, trials=2, epochs=2), out=tmp_path / "study", **_quiet())
-    with pytest.raises(study_module.TuneError, match="holds a study of another config"):
+    with pytest.raises(storage_module.TuneError, match="holds a study of another config"):
         tune(_config(tmp_path, trials=2, epochs=3), out=tmp_path / "study", **_quiet())
     # how long it runs may change
     tune(_config(tmp_path, trials=3, epochs=2), out=tmp_path / "study", **_quiet())
 
 
 def test_a_database_error_does_not_print_the_password():
-    with pytest.raises(study_module.TuneError) as err:
-        study_module.open_storage("postgresql+psycopg://user:s3cret@127.0.0.1:1/db")
+    with pytest.raises(storage_module.TuneError) as err:
+        storage_module.open_storage("postgresql+psycopg://user:s3cret@127.0.0.1:1/db")
     assert "s3cret" not in str(err.value) and "user:***@" in str(err.value)

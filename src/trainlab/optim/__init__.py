@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from trainlab.errors import HyperparameterError, check_choice
+
 from . import flat, schedule
 from ._engine import CONVENTIONS, IMPLEMENTATIONS, Optimizer, TensorList
 from .adam import Adam, AdamW
@@ -56,16 +58,15 @@ def create(name: str, params: Iterable, **hyper: Any) -> Optimizer:
 
     Raises
     ------
-    ValueError
-        For an unknown name (the message lists :data:`NAMES`) or a bad hyperparameter.
+    HyperparameterError
+        For an unknown name (the message lists :data:`NAMES`) or a bad hyperparameter; its
+        ``key`` and ``problem`` name the culprit (a ``ValueError``).
     """
-    if name in ("sgd", "momentum", "nesterov") and hyper.get("lr") is None:
-        raise ValueError(f"optimizer {name!r} needs a learning rate: lr is required")
+    check_choice("name", name, NAMES, owner="optimizer")
+    if CLASSES[name] is SGD and hyper.get("lr") is None:
+        raise HyperparameterError(f"optimizer {name!r}", "lr", "is required (SGD has no default)")
     if name in ("momentum", "nesterov"):
         hyper.setdefault("momentum", 0.9)
         if name == "nesterov":
             hyper["nesterov"] = True
-        return SGD(params, **hyper)
-    if name not in CLASSES:
-        raise ValueError(f"optimizer name must be one of {', '.join(NAMES)}; got {name!r}")
     return CLASSES[name](params, **hyper)

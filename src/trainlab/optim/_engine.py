@@ -22,11 +22,12 @@ that and calls the same ``update``:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
+
+from trainlab.errors import HyperparameterError, check_choice, check_range
 
 from ._precision import LOW_PRECISION, state_dtype
 from .flat import step_flat, zero_flat_grads
@@ -166,30 +167,6 @@ IMPLEMENTATIONS: dict[str, Callable[[Optimizer, dict], None]] = {
 }
 
 
-# --- validation ---------------------------------------------------------------------------
-
-
-def _check_range(owner: str, name: str, value: Any, low: float, high: float, closed: str):
-    """Raise ValueError unless ``value`` lies in the interval; ``closed`` is e.g. '[)'."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{owner}: {name} must be a number, got {value!r}")
-    value = float(value)
-    ok_low = value >= low if closed[0] == "[" else value > low
-    ok_high = value <= high if closed[1] == "]" else value < high
-    if math.isnan(value) or not (ok_low and ok_high):
-        hi = "∞" if math.isinf(high) else f"{high:g}"
-        raise ValueError(
-            f"{owner}: {name} must be in {closed[0]}{low:g}, {hi}{closed[1]}, got {value!r}"
-        )
-
-
-def _check_choice(owner: str, name: str, value: Any, allowed: Iterable[Any]):
-    allowed = tuple(allowed)
-    if value not in allowed:
-        listed = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"{owner}: {name} must be one of {listed}; got {value!r}")
-
-
 # --- the base class -----------------------------------------------------------------------
 
 
@@ -215,7 +192,7 @@ class Optimizer(torch.optim.Optimizer):
     ):
         name = type(self).__name__
         if convention is not None:
-            _check_choice(name, "convention", convention, CONVENTIONS)
+            check_choice("convention", convention, CONVENTIONS, owner=name)
         defaults = dict(self.DEFAULTS)
         if convention is not None:
             defaults.update(self.CONVENTIONS.get(convention, {}))
@@ -251,21 +228,27 @@ class Optimizer(torch.optim.Optimizer):
         name = type(self).__name__
         for key, (low, high, closed) in self.RANGES.items():
             value = hp.get(key)
+            interval = dict(
+                low=low, high=high, low_open=closed[0] == "(", high_open=closed[1] == ")"
+            )
             if key == "betas":
                 if not isinstance(value, (tuple, list)) or len(value) != 2:
-                    raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {value!r}")
+                    raise HyperparameterError(
+                        name, key, f"must be a pair (beta1, beta2), got {value!r}"
+                    )
                 for i, b in enumerate(value):
-                    _check_range(name, f"betas[{i}]", b, low, high, closed)
+                    check_range(f"betas[{i}]", b, **interval, owner=name)
             elif value is not None:
-                _check_range(name, key, value, low, high, closed)
+                check_range(key, value, **interval, owner=name)
         for key, default in self.DEFAULTS.items():  # a switch is true or false, not 3
             if isinstance(default, bool) and not isinstance(hp.get(key, default), bool):
-                raise ValueError(f"{name}: {key} must be true or false, got {hp[key]!r}")
-        _check_choice(name, "impl", hp.get("impl", "auto"), IMPLEMENTATIONS)
+                raise HyperparameterError(name, key, f"must be true or false, got {hp[key]!r}")
+        check_choice("impl", hp.get("impl", "auto"), tuple(IMPLEMENTATIONS), owner=name)
         self.check_switches(hp)
 
     def check_switches(self, hp: dict[str, Any]) -> None:
-        """Check combinations of switches; a subclass raises ValueError on a bad one."""
+        """Check combinations of switches; a subclass raises
+        :class:`~trainlab.errors.HyperparameterError` on a bad one."""
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)

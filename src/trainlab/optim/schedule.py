@@ -21,17 +21,19 @@ import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from numbers import Integral, Real
 from typing import ClassVar, Literal
 
 import torch
+
+from trainlab.errors import HyperparameterError, check_choice, check_range
 
 __all__ = [
     "Schedule",
     "constant",
     "cosine",
     "exponential",
-    "make",
+    "NAMES",
+    "create",
     "one_cycle",
     "scheduler",
     "step",
@@ -40,35 +42,20 @@ __all__ = [
 
 
 # --- validation at the boundary ---------------------------------------------------------------
+# A schedule's error names the parameter alone ("gamma must be in (0, 1], got 2"): the
+# schedule's name is the caller's context (a config prefixes "schedule: ").
 
 
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+def _positive_int(key: str, value: object) -> int:
+    return check_range(key, value, 1, integer=True)
 
 
-def _real_in(name: str, value: object, interval: str) -> float:
-    """Return ``value`` as a float if it lies in ``interval`` (e.g. ``"(0, 1]"``), else raise.
-
-    The interval string is both the check and the error message, so they cannot disagree.
-    """
-    low, high = (float(bound) for bound in interval[1:-1].split(","))
-    ok = (
-        isinstance(value, Real)
-        and not isinstance(value, bool)
-        and (low < value if interval[0] == "(" else low <= value)
-        and (value < high if interval[-1] == ")" else value <= high)
-    )  # NaN fails both comparisons, so it is rejected too
-    if not ok:
-        raise ValueError(f"{name} must be a real number in {interval}, got {value!r}")
-    return float(value)
+def _fraction(key: str, value: object, *, low_open: bool = False, high_open: bool = False) -> float:
+    return float(check_range(key, value, 0.0, 1.0, low_open=low_open, high_open=high_open))
 
 
-def _callable_or_none(name: str, value: object) -> Callable[[int], float] | None:
-    if value is not None and not callable(value):
-        raise ValueError(f"{name} must be a callable of the step or None, got {value!r}")
-    return value
+def _divisor(key: str, value: object) -> float:
+    return float(check_range(key, value, 1.0))
 
 
 # --- the schedules -----------------------------------------------------------------------------
@@ -107,7 +94,7 @@ class _Step(Schedule):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "step_size", _positive_int("step_size", self.step_size))
-        object.__setattr__(self, "gamma", _real_in("gamma", self.gamma, "(0, 1]"))
+        object.__setattr__(self, "gamma", _fraction("gamma", self.gamma, low_open=True))
 
     def __call__(self, t: int) -> float:
         return self.gamma ** (t // self.step_size)
@@ -119,7 +106,7 @@ class _Exponential(Schedule):
     _name = "exponential"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "gamma", _real_in("gamma", self.gamma, "(0, 1]"))
+        object.__setattr__(self, "gamma", _fraction("gamma", self.gamma, low_open=True))
 
     def __call__(self, t: int) -> float:
         return self.gamma**t
@@ -133,7 +120,7 @@ class _Cosine(Schedule):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "total_steps", _positive_int("total_steps", self.total_steps))
-        object.__setattr__(self, "final", _real_in("final", self.final, "[0, 1]"))
+        object.__setattr__(self, "final", _fraction("final", self.final))
 
     def __call__(self, t: int) -> float:
         # Held at `final` after the end (like Keras and optax); torch's CosineAnnealingLR
@@ -151,8 +138,11 @@ class _Warmup(Schedule):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "warmup_steps", _positive_int("warmup_steps", self.warmup_steps))
-        object.__setattr__(self, "after", _callable_or_none("after", self.after))
-        object.__setattr__(self, "start", _real_in("start", self.start, "[0, 1]"))
+        if self.after is not None and not callable(self.after):
+            raise HyperparameterError(
+                None, "after", f"must be a callable of the step or None, got {self.after!r}"
+            )
+        object.__setattr__(self, "start", _fraction("start", self.start))
 
     def __call__(self, t: int) -> float:
         if t < self.warmup_steps:
@@ -184,15 +174,12 @@ class _OneCycle(Schedule):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "total_steps", _positive_int("total_steps", self.total_steps))
-        object.__setattr__(self, "pct_start", _real_in("pct_start", self.pct_start, "(0, 1)"))
-        object.__setattr__(self, "div_factor", _real_in("div_factor", self.div_factor, "[1, inf)"))
-        object.__setattr__(
-            self,
-            "final_div_factor",
-            _real_in("final_div_factor", self.final_div_factor, "[1, inf)"),
-        )
-        if self.anneal not in _ANNEALS:
-            raise ValueError(f"anneal must be one of {sorted(_ANNEALS)}, got {self.anneal!r}")
+        pct_start = _fraction("pct_start", self.pct_start, low_open=True, high_open=True)
+        object.__setattr__(self, "pct_start", pct_start)
+        object.__setattr__(self, "div_factor", _divisor("div_factor", self.div_factor))
+        final_div_factor = _divisor("final_div_factor", self.final_div_factor)
+        object.__setattr__(self, "final_div_factor", final_div_factor)
+        check_choice("anneal", self.anneal, tuple(_ANNEALS))
 
     def __call__(self, t: int) -> float:
         # Phase boundaries exactly as torch's OneCycleLR places them (a float, possibly
@@ -409,38 +396,44 @@ _SCHEDULES: dict[str, Callable[..., Schedule]] = {
     "one_cycle": one_cycle,
 }
 
+#: The schedules :func:`create` makes (a config's ``schedule.name``).
+NAMES: tuple[str, ...] = tuple(_SCHEDULES)
 
-def make(name: str, **kwargs: object) -> Schedule:
+
+def create(name: str, **kwargs: object) -> Schedule:
     """Build a schedule from its name and keyword arguments, e.g. from a config file.
 
     Parameters
     ----------
     name : str
-        One of ``constant``, ``step``, ``exponential``, ``cosine``, ``warmup``, ``one_cycle``.
+        One of :data:`NAMES`: ``constant``, ``step``, ``exponential``, ``cosine``,
+        ``warmup``, ``one_cycle``.
     **kwargs
         The parameters of that schedule's function.
 
     Returns
     -------
     Schedule
-        ``make("cosine", total_steps=100)`` is ``cosine(total_steps=100)``.
+        ``create("cosine", total_steps=100)`` is ``cosine(total_steps=100)``.
 
     Raises
     ------
-    ValueError
-        If the name is unknown, a keyword is not a parameter of that schedule, or a value is
-        outside its range.
+    HyperparameterError
+        If the name is unknown, a keyword is not a parameter of that schedule, a required
+        one is missing, or a value is outside its range (a ``ValueError``).
     """
-    if name not in _SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}; allowed: {', '.join(_SCHEDULES)}")
+    check_choice("name", name, NAMES, owner="schedule")
     function = _SCHEDULES[name]
-    signature = inspect.signature(function)
-    try:
-        signature.bind(**kwargs)
-    except TypeError as error:
-        raise ValueError(
-            f"{name}: {error}; its parameters are: {', '.join(signature.parameters) or 'none'}"
-        ) from None
+    parameters = inspect.signature(function).parameters
+    listed = ", ".join(parameters) or "none"
+    for key in kwargs:
+        if key not in parameters:
+            raise HyperparameterError(
+                name, key, f"is not a parameter; its parameters are: {listed}"
+            )
+    for key, parameter in parameters.items():
+        if parameter.default is inspect.Parameter.empty and key not in kwargs:
+            raise HyperparameterError(name, key, f"is required; its parameters are: {listed}")
     return function(**kwargs)
 
 

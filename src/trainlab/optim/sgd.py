@@ -6,6 +6,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from trainlab.errors import HyperparameterError
+
 from ._engine import Optimizer
 from ._precision import in_float32
 
@@ -93,7 +95,7 @@ class SGD(Optimizer):
         impl: str = "auto",
     ):
         if lr is None:
-            raise ValueError("SGD: lr is required (a number ≥ 0)")
+            raise HyperparameterError("SGD", "lr", "is required (a number ≥ 0)")
         given = {
             "lr": lr,
             "momentum": momentum,
@@ -107,9 +109,11 @@ class SGD(Optimizer):
 
     def check_switches(self, hp: dict[str, Any]) -> None:
         if hp["nesterov"] and (hp["momentum"] <= 0 or hp["dampening"] != 0):
-            raise ValueError(
-                "SGD: nesterov=True needs momentum > 0 and dampening = 0, "
-                f"got momentum={hp['momentum']!r}, dampening={hp['dampening']!r}"
+            raise HyperparameterError(
+                "SGD",
+                "nesterov",
+                "needs momentum > 0 and dampening = 0, "
+                f"got momentum={hp['momentum']!r}, dampening={hp['dampening']!r}",
             )
 
     def state_keys(self, group: dict) -> tuple[str, ...]:

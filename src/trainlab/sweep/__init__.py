@@ -5,8 +5,9 @@ initializations, optimizers — are trained as one batched computation
 (:class:`SweepTrainer` on a :class:`StackedModel` and a :class:`StackedOptimizer`), each
 exactly as its own sequential :class:`~trainlab.train.Trainer` run would train it, up to
 float rounding. :func:`sweep` runs a config's grid of variants and writes per-model run
-directories, a table and a report; :func:`fit_many` and :func:`train_together` train
-given configs together (what ``trainlab compare`` and ``trainlab tune --batch`` use).
+directories and a table (the CLI renders the report); :func:`fit_many` and
+:func:`train_together` train given configs together (what ``trainlab compare`` and
+``trainlab tune --batch`` use).
 See docs/sweep.md.
 """
 

@@ -10,32 +10,40 @@ best epoch. What the K runs may differ in is what keeps one architecture and one
 schedule of steps: :data:`VARIABLE`.
 
 :func:`sweep` is ``trainlab sweep``: the grid of ``--vary`` values × ``--seeds``, trained
-by :func:`fit_many`, then a table (``sweep.csv``, ``sweep.md``), ``sweep.json`` and a report.
+by :func:`fit_many`, then a table (``sweep.csv``, ``sweep.md``) and ``sweep.json``; the
+result names the best runs (``report_runs``), whose page the CLI renders. The ``--vary``
+grammar, run naming, mean ± std and the text table are :mod:`trainlab.variants`'.
 """
 
 from __future__ import annotations
 
-import csv
-import itertools
 import json
-import math
-import re
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import yaml
 
-from trainlab import data as tl_data
-from trainlab.config import Config, ConfigError, config_dict, load_config, save_config
+from trainlab.atomic import write_atomic
+from trainlab.config import Config, config_dict, load_config, save_config
+from trainlab.diagnose import diagnose
 from trainlab.errors import UserError
-from trainlab.run import RunError, build
-from trainlab.train import EarlyStopping, save_checkpoint
-from trainlab.train.metrics import TASK_METRICS, default_monitor, history_best, minimize
+from trainlab.train import save_checkpoint
+from trainlab.train.build import build, check_metrics, early_stopping, eval_loader, load_dataset
+from trainlab.train.metrics import default_monitor, history_best, minimize
+from trainlab.train.rundir import RunDir, dumps, make_summary, require_empty
+from trainlab.variants import (
+    combine,
+    flat,
+    number,
+    parse_vary,
+    pm,
+    stats,
+    text_table,
+    value_text,
+    write_csv,
+)
 
 from .stack import ArchitectureError
 from .trainer import SweepTrainer
@@ -45,17 +53,17 @@ __all__ = [
     "VARIABLE",
     "variable",
     "check_together",
-    "parse_vary",
     "fit_many",
     "train_together",
     "sweep",
     "format_sweep",
+    "REPORT_RUNS",
 ]
 
 
 class SweepError(UserError, ValueError):
-    """A sweep the user can fix (a --vary item, or runs that cannot be trained together);
-    ``str(err)`` is one line naming the culprit."""
+    """A sweep the user can fix (a key that cannot vary, runs that cannot be trained
+    together); ``str(err)`` is one line naming the culprit."""
 
 
 #: The config keys that may differ between the runs of one batched sweep: they change
@@ -69,116 +77,12 @@ def variable(key: str) -> bool:
     return any(key == v or (v.endswith(".*") and key.startswith(v[:-1])) for v in VARIABLE)
 
 
-# --------------------------------------------------------------------------- --vary
-
-_SPACE = re.compile(
-    r"^(?P<kind>logspace|linspace)\(\s*(?P<a>[^,]+?)\s*,\s*(?P<b>[^,]+?)\s*,\s*(?P<n>[^,]+?)\s*\)$"
-)
-
-
-def _round(x: float) -> float:
-    """4 significant digits: a value reads as it is written in a directory name."""
-    return float(f"{x:.4g}")
-
-
-def _spaced(item: str, kind: str, a_text: str, b_text: str, n_text: str) -> list[float]:
-    try:
-        a, b = float(a_text), float(b_text)
-    except ValueError:
-        raise SweepError(f"--vary {item!r}: {kind}(a, b, n) takes two numbers a, b") from None
-    if not n_text.isdigit() or int(n_text) < 1:
-        raise SweepError(f"--vary {item!r}: the count n must be an integer ≥ 1, got {n_text}")
-    n = int(n_text)
-    if kind == "logspace":
-        if a <= 0 or b <= 0:
-            raise SweepError(f"--vary {item!r}: logspace needs a, b > 0")
-        values = np.logspace(math.log10(a), math.log10(b), n)
-    else:
-        values = np.linspace(a, b, n)
-    out = [_round(float(v)) for v in values]
-    if len(set(out)) != len(out):
-        raise SweepError(f"--vary {item!r}: {n} values are too close to tell apart")
-    return out
-
-
-def parse_vary(items: Sequence[str]) -> dict[str, list]:
-    """``["optimizer.lr=logspace(1e-4,1e-1,4)", "model.dropout=[0,0.3]"]`` →
-    ``{"optimizer.lr": [0.0001, 0.001, 0.01, 0.1], "model.dropout": [0, 0.3]}``.
-
-    A value spec is ``logspace(a,b,n)`` (n values log-spaced from a to b), ``linspace(a,b,n)``,
-    a YAML list ``[v1,v2,…]``, or ``v1,v2,…`` as ``trainlab compare`` reads it. Spaced
-    values are rounded to 4 significant digits.
-
-    Raises
-    ------
-    SweepError
-        For a malformed item, naming it.
-    """
-    from trainlab.compare import parse_vary as parse_values
-
-    out: dict[str, list] = {}
-    for item in items:
-        key, sep, text = str(item).partition("=")
-        key, text = key.strip(), text.strip()
-        if not sep or not key or not text:
-            raise SweepError(
-                f"--vary {item!r}: expected KEY=SPEC, e.g. optimizer.lr=logspace(1e-4,1e-1,16)"
-            )
-        if key in out:
-            raise SweepError(f"--vary {item!r}: {key} is already varied by another --vary")
-        spaced = _SPACE.match(text)
-        if spaced:
-            out[key] = _spaced(item, *spaced.group("kind", "a", "b", "n"))
-            continue
-        if text.startswith(("logspace", "linspace")):
-            raise SweepError(
-                f"--vary {item!r}: write {text.partition('(')[0]}(a,b,n): from a to b, n values"
-            )
-        if text.startswith("[") and text.endswith("]"):
-            try:
-                listed = yaml.safe_load(text)
-            except yaml.YAMLError:
-                listed = None
-            if isinstance(listed, list) and listed and not isinstance(listed[0], list):
-                text = ",".join(json.dumps(v) for v in listed)  # the comma form below
-        try:
-            out.update(parse_values([f"{key}={text}"]))
-        except ValueError as err:
-            raise SweepError(str(err).replace(f"{key}={text}", str(item))) from None
-    return out
-
-
-def _text(value: Any) -> str:
-    """A value as ``--set`` text that reads back as itself."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (int, str)):
-        return str(value)
-    return json.dumps(value)
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=,+\-\[\]]", "_", name) or "_"
-
-
 # --------------------------------------------------------------------------- fit_many
-
-
-def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value and key not in ("space",):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _differences(configs: Sequence[Config]) -> list[str]:
     """The keys in which the configs differ (dotted, leaves)."""
-    flats = [_flat(config_dict(c)) for c in configs]
+    flats = [flat(config_dict(c)) for c in configs]
     keys = sorted(set().union(*flats))
     return [k for k in keys if any(f.get(k) != flats[0].get(k) for f in flats[1:])]
 
@@ -200,31 +104,6 @@ def check_together(configs: Sequence[Config]) -> None:
         )
     if any(c.train.device.startswith("cuda") and "," in c.train.device for c in configs):
         raise SweepError("train.device: one device for all runs")
-
-
-def _check_metrics(config: Config, task: str, has_val: bool) -> str:
-    """The monitored metric; ConfigError if it, or early stopping's, is not logged (as
-    ``trainlab fit`` checks)."""
-    monitor = config.train.monitor or default_monitor(task, has_val)
-    es = config.train.early_stopping
-    logged = [
-        f"{part}_{m}"
-        for part in ("train", "val")
-        if part == "train" or has_val
-        for m in TASK_METRICS[task]
-    ]
-    checks = (("train.monitor", monitor), ("train.early_stopping.metric", es and es.metric))
-    for key, metric in checks:
-        if metric and metric not in logged:
-            raise ConfigError(
-                f"{key}: {metric!r} is not logged by this run ({task}); logged: {', '.join(logged)}"
-            )
-    return monitor
-
-
-def _empty_dir(run_dir: Path) -> None:
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise RunError(f"run directory {run_dir} already exists and is not empty; choose another")
 
 
 def fit_many(
@@ -306,7 +185,7 @@ def train_together(
     if run_dirs and len(run_dirs) != len(configs):
         raise ValueError(f"run_dirs: got {len(run_dirs)} for {len(configs)} runs")
     for d in run_dirs:
-        _empty_dir(d)
+        require_empty(d)
 
     # Each run's pieces exactly as `fit` builds them; the random state right after is
     # where its sequential run starts training (its dropout masks come from there).
@@ -329,10 +208,9 @@ def train_together(
     first = configs[0]
     task = pieces[0].dataset.task
     has_val = "val" in pieces[0].loaders
-    monitor = _check_metrics(first, task, has_val)
+    monitor = check_metrics(first, task, has_val)
     steps_per_epoch = len(pieces[0].loaders["train"])
     total = first.train.epochs * steps_per_epoch
-    es = first.train.early_stopping
     try:
         trainer = SweepTrainer(
             [p.model for p in pieces],
@@ -340,9 +218,7 @@ def train_together(
             task=task,
             schedules=[c.schedule.build(total) for c in configs],
             rng_states=states,
-            early_stopping=[
-                EarlyStopping(es.metric, es.patience, es.min_delta) if es else None for _ in configs
-            ],
+            early_stopping=[early_stopping(c) for c in configs],
             monitor=monitor,
             device=pieces[0].device,
         )
@@ -392,8 +268,6 @@ def _summaries(
 ) -> list[dict | None]:
     """What ``summarize`` writes for each run: its best epoch's weights evaluated on
     train (in eval mode, in order), val and test — the test split only here, once."""
-    from trainlab.diagnose import diagnose
-
     evaluated: dict[str, list[dict]] = {}
     loaders = [p.loaders for p in pieces]
     for name in ("train", "val", "test"):
@@ -402,9 +276,8 @@ def _summaries(
         if name == "train":  # one in-order loader per distinct training set
             seen: dict[int, Any] = {}
             for ld in loaders:
-                t = ld["train"]
-                if id(t) not in seen:
-                    seen[id(t)] = tl_data.TensorLoader(t.X, t.y, batch_size=1000, shuffle=False)
+                if id(ld["train"]) not in seen:
+                    seen[id(ld["train"])] = eval_loader(ld["train"])
             data = [seen[id(ld["train"])] for ld in loaders]
         else:
             data = [ld[name] for ld in loaders]
@@ -415,24 +288,22 @@ def _summaries(
             out.append(None)
             continue
         history = trainer.histories[k]
-        best = history_best(history, trainer.monitor)
-        summary: dict[str, Any] = {
-            "run_dir": str(run_dirs[k]) if run_dirs else None,
-            "name": config.name,
-            "task": task,
-            "n_classes": p.dataset.n_classes,
-            "best_epoch": best[0] if best else None,
-            "epochs_run": len(history),
-            "steps": len(history) * steps_per_epoch,
-            "seconds": round(sum(h.get("seconds", 0.0) for h in history), 2),
-        }
-        for name in ("train", "val", "test"):
-            summary[name] = evaluated[name][k] if name in evaluated else {}
-        summary["diagnosis"] = [
-            f.to_dict() for f in diagnose(history, task=task, n_classes=p.dataset.n_classes)
-        ]
-        summary["batched"] = True
-        out.append(summary)
+        findings = diagnose(history, task=task, n_classes=p.dataset.n_classes)
+        out.append(
+            make_summary(
+                run_dir=run_dirs[k] if run_dirs else None,
+                name=config.name,
+                task=task,
+                n_classes=p.dataset.n_classes,
+                history=history,
+                monitor=trainer.monitor,
+                steps=len(history) * steps_per_epoch,
+                seconds=sum(h.get("seconds", 0.0) for h in history),
+                evaluated={name: evaluated[name][k] for name in evaluated},
+                diagnosis=[f.to_dict() for f in findings],
+                batched=True,
+            )
+        )
     return out
 
 
@@ -440,10 +311,10 @@ def _write_run(
     run_dir: Path, config: Config, p: Any, trainer: SweepTrainer, k: int, summary: dict | None
 ) -> None:
     """A run directory as ``trainlab fit`` leaves it (no last.pt: a sweep does not resume)."""
-    save_config(config, run_dir / "config.yaml")
-    p.split.save(run_dir / "split.json")
-    lines = "".join(json.dumps(h) + "\n" for h in trainer.histories[k])
-    (run_dir / "metrics.jsonl").write_text(lines, encoding="utf-8")
+    run = RunDir(run_dir)
+    save_config(config, run.config)
+    p.split.save(run.split)
+    run.write_history(trainer.histories[k])
     if summary is None:
         return
     save_checkpoint(
@@ -453,12 +324,15 @@ def _write_run(
             "preprocess": p.preprocessor.state_dict() if p.preprocessor else None,
             "config": config_dict(config),
         },
-        run_dir / "checkpoints" / "best.pt",
+        run.best,
     )
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    run.write_summary(summary)
 
 
 # --------------------------------------------------------------------------- sweep
+
+#: The report shows the runs with the best validation metric, at most this many.
+REPORT_RUNS = 8
 
 
 def sweep(
@@ -471,14 +345,17 @@ def sweep(
     echo: Callable[[str], None] = print,
 ) -> dict:
     """``trainlab sweep``: every combination of the ``vary`` values, each with ``seeds``
-    seeds (the config's seed, +1, …), trained together; returns what ``sweep.json`` holds.
+    seeds (the config's seed, +1, …), trained together; returns what ``sweep.json`` holds,
+    whose ``report_runs`` are the :data:`REPORT_RUNS` best runs by the validation metric
+    (the CLI renders their page as ``report.html``).
 
     Raises
     ------
+    VaryError
+        A malformed ``--vary`` item (named).
     SweepError
-        A malformed ``--vary`` item, a key that cannot vary in a batched sweep (the
-        message lists :data:`VARIABLE`), ``seeds`` < 1, or ``seed`` both varied and
-        given by ``seeds``.
+        A key that cannot vary in a batched sweep (the message lists :data:`VARIABLE`),
+        ``seeds`` < 1, or ``seed`` both varied and given by ``seeds``.
     ConfigError
         An invalid config or value (every run's config is checked before training).
     RunError
@@ -499,22 +376,21 @@ def sweep(
     overrides = list(overrides or [])
     base = load_config(config_path, overrides)
     seed_list = varied.pop("seed", None) or [base.seed + i for i in range(seeds)]
-    keys = list(varied)
-    out = Path(out) if out is not None else Path("runs") / f"{base.name}-sweep"
-    _empty_dir(out)
+    out = require_empty(
+        Path(out) if out is not None else Path("runs") / f"{base.name}-sweep", "sweep directory"
+    )
 
     runs = []
-    for combo in itertools.product(*varied.values()):
-        sets = [f"{k}={_text(v)}" for k, v in zip(keys, combo)]
-        variant = " ".join(sets) or "config"
+    axes = {key: [(value_text(v), v) for v in values] for key, values in varied.items()}
+    for variant in combine(axes):
         for seed in seed_list:
             runs.append(
                 {
-                    "variant": variant,
-                    "values": dict(zip(keys, combo)),
+                    "variant": variant.name,
+                    "values": variant.values,
                     "seed": seed,
-                    "overrides": overrides + sets + [f"seed={seed}"],
-                    "run_dir": str(out / _safe("+".join(sets) or "config") / f"seed{seed}"),
+                    "overrides": overrides + variant.overrides + [f"seed={seed}"],
+                    "run_dir": str(out / variant.dir / f"seed{seed}"),
                 }
             )
     configs = [load_config(config_path, r["overrides"]) for r in runs]  # all, first
@@ -524,11 +400,11 @@ def sweep(
     outcomes = train_together(configs, [r["run_dir"] for r in runs], quiet=quiet, echo=echo)
     seconds = time.perf_counter() - started
     task = next((o["summary"]["task"] for o in outcomes if o["summary"]), None)
-    if task is None:
-        task = tl_data.load(base.data.dataset, target=base.data.target, task=base.data.task).task
+    if task is None:  # every run diverged: ask the data
+        task = load_dataset(base).task
     metric = base.train.monitor or default_monitor(task, base.data.split.val > 0)
     for r, o in zip(runs, outcomes):
-        r.update(_measure(o, metric, task))
+        r.update(_measure(o, metric))
     result = {
         "config": None if config_path is None else str(config_path),
         "overrides": overrides,
@@ -540,18 +416,16 @@ def sweep(
         "seconds": round(seconds, 2),
         "runs": runs,
         "variants": _variants(runs),
+        "report_runs": _best_runs(runs, metric),
     }
-    (out / "config.yaml").write_text(
-        yaml.safe_dump(config_dict(base), sort_keys=False), encoding="utf-8"
-    )
+    save_config(base, out / "config.yaml")
     result["csv"] = str(_write_csv(result, out / "sweep.csv"))
     result["markdown"] = str(_write_markdown(result, out / "sweep.md"))
-    result["report"] = _report(result, out / "report.html")
-    (out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_atomic(out / "sweep.json", dumps(result))
     return result
 
 
-def _measure(outcome: dict, metric: str, task: str) -> dict:
+def _measure(outcome: dict, metric: str) -> dict:
     """A run's row: its status and its numbers (None where it diverged)."""
     summary = outcome["summary"] or {}
     history = outcome["history"]
@@ -569,52 +443,34 @@ def _measure(outcome: dict, metric: str, task: str) -> dict:
     }
 
 
-def _stat(values: list) -> tuple[float | None, float | None]:
-    xs = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-    if not xs:
-        return None, None
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
+def _best_runs(runs: list[dict], metric: str) -> list[str]:
+    """The directories of the :data:`REPORT_RUNS` runs best by ``metric``."""
+    done = [r for r in runs if r["best"] is not None]
+    done.sort(key=lambda r: r["best"], reverse=not minimize(metric))
+    return [r["run_dir"] for r in done[:REPORT_RUNS]]
 
 
 def _variants(runs: list[dict]) -> list[dict]:
     """Per variant: its runs (seeds), how many diverged, mean ± std of best and test."""
-    out: dict[str, dict] = {}
+    by_variant: dict[str, list[dict]] = {}
     for r in runs:
-        v = out.setdefault(
-            r["variant"], {"variant": r["variant"], "values": r["values"], "runs": []}
-        )
-        v["runs"].append(r)
+        by_variant.setdefault(r["variant"], []).append(r)
     rows = []
-    for v in out.values():
-        rs = v.pop("runs")
-        best_mean, best_std = _stat([r["best"] for r in rs])
-        test_mean, test_std = _stat([r["test"] for r in rs])
+    for name, rs in by_variant.items():
+        best, test = stats(r["best"] for r in rs), stats(r["test"] for r in rs)
         rows.append(
             {
-                **v,
+                "variant": name,
+                "values": rs[0]["values"],
                 "runs": len(rs),
                 "diverged": sum(r["status"] == "diverged" for r in rs),
-                "best_mean": best_mean,
-                "best_std": best_std,
-                "test_mean": test_mean,
-                "test_std": test_std,
+                "best_mean": best["mean"],
+                "best_std": best["std"],
+                "test_mean": test["mean"],
+                "test_std": test["std"],
             }
         )
     return rows
-
-
-def _num(x: Any, digits: int = 4) -> str:
-    if x is None:
-        return "—"
-    if isinstance(x, float):
-        return f"{x:.{digits}g}"
-    return str(x)
-
-
-def _pm(mean: float | None, std: float | None) -> str:
-    if mean is None:
-        return "—"
-    return _num(mean) + (f" ± {std:.2g}" if std is not None else "")
 
 
 def _table(result: dict) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
@@ -627,8 +483,8 @@ def _table(result: dict) -> tuple[list[str], list[list[str]], list[str], list[li
             v["variant"],
             str(v["runs"]),
             str(v["diverged"]),
-            _pm(v["best_mean"], v["best_std"]),
-            _pm(v["test_mean"], v["test_std"]),
+            pm({"mean": v["best_mean"], "std": v["best_std"]}),
+            pm({"mean": v["test_mean"], "std": v["test_std"]}),
         ]
         for v in result["variants"]
     ]
@@ -636,14 +492,14 @@ def _table(result: dict) -> tuple[list[str], list[list[str]], list[str], list[li
     rh.append(test)
     rrows = [
         [
-            *(_text(r["values"][k]) for k in keys),
+            *(value_text(r["values"][k]) for k in keys),
             str(r["seed"]),
             r["status"],
             str(r["epochs_run"]),
-            _num(r["best_epoch"]),
-            _num(r["best"]),
-            _num(r["final"]),
-            _num(r["test"]),
+            number(r["best_epoch"]),
+            number(r["best"]),
+            number(r["final"]),
+            number(r["test"]),
         ]
         for r in result["runs"]
     ]
@@ -653,20 +509,17 @@ def _table(result: dict) -> tuple[list[str], list[list[str]], list[str], list[li
 def _write_csv(result: dict, path: Path) -> Path:
     """One row per run."""
     keys = list(result["vary"])
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        columns = ["status", "epochs_run", "best_epoch", "best", "final", "test", "seconds"]
-        writer.writerow([*keys, "seed", *columns, "run_dir"])
-        for r in result["runs"]:
-            writer.writerow(
-                [
-                    *(_text(r["values"][k]) for k in keys),
-                    r["seed"],
-                    *("" if r[c] is None else r[c] for c in columns),
-                    r["run_dir"],
-                ]
-            )
-    return path
+    columns = ["status", "epochs_run", "best_epoch", "best", "final", "test", "seconds"]
+    rows = [
+        [
+            *(value_text(r["values"][k]) for k in keys),
+            r["seed"],
+            *("" if r[c] is None else r[c] for c in columns),
+            r["run_dir"],
+        ]
+        for r in result["runs"]
+    ]
+    return write_csv(path, [*keys, "seed", *columns, "run_dir"], rows)
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -681,43 +534,22 @@ def _write_markdown(result: dict, path: Path) -> Path:
     text = f"# Sweep: {len(result['runs'])} runs trained together in {result['seconds']} s\n\n"
     text += f"Metric: `{result['metric']}`; mean ± std over {seeds} seed(s) per variant.\n\n"
     text += "## Variants\n\n" + _markdown(vh, vrows) + "\n## Runs\n\n" + _markdown(rh, rrows)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-#: The report shows the runs with the best validation metric, at most this many.
-REPORT_RUNS = 8
-
-
-def _report(result: dict, path: Path) -> str | None:
-    """The report page of the best runs (by the validation metric)."""
-    from trainlab.report import write_report
-
-    done = [r for r in result["runs"] if r["best"] is not None]
-    if not done:
-        return None
-    maximize = not minimize(result["metric"])
-    done.sort(key=lambda r: r["best"], reverse=maximize)
-    dirs = [Path(r["run_dir"]) for r in done[:REPORT_RUNS]]
-    return str(write_report(dirs if len(dirs) > 1 else dirs[0], out=path))
+    return write_atomic(path, text)
 
 
 def format_sweep(result: dict) -> str:
-    """The table ``trainlab sweep`` prints: one row per variant (mean ± std over seeds)."""
+    """The table ``trainlab sweep`` prints: one row per variant (mean ± std over seeds),
+    or per run with one seed; then where the results are, and the report when the
+    result has one (``result["report"]``, set by whoever rendered it)."""
     vh, vrows, rh, rrows = _table(result)
     header, rows = (vh, vrows) if len(result["seeds"]) > 1 else (rh, rrows)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-    lines = [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
     n = len(result["runs"])
-    lines.append(
+    lines = [
+        text_table(header, rows),
         f"{n} runs trained together in {result['seconds']} s; results in {result['out']} "
-        f"(sweep.csv, sweep.md)"
-    )
+        f"(sweep.csv, sweep.md)",
+    ]
     if result.get("report"):
-        shown = min(n, REPORT_RUNS)
+        shown = len(result.get("report_runs") or []) or min(n, REPORT_RUNS)
         lines.append(f"report ({shown} best of {n} runs): {result['report']}")
     return "\n".join(lines)

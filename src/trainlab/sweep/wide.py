@@ -10,7 +10,8 @@ Dropout), K models side by side are one layer K times as wide:
 * a convolution is one convolution with ``groups=K`` over the K·C channels (or, on the
   shared input, K·C_out filters);
 * a norm is one call on K·C channels: batch norm's statistics per channel are each model's
-  own; a group norm of G groups is one of K·G groups;
+  own; a group norm of G groups is one of K·G groups; a layer norm of feature vectors
+  normalizes each sample as it is, then scales by each model's own γ and β;
 * element-wise layers apply as they are.
 
 A tensor between layers is [K, B, …] (possibly a transposed view of [B, K, …], the layout
@@ -33,7 +34,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainlab.models import AddChannelDim
-from trainlab.nn import BatchNorm1d, BatchNorm2d, Dropout, GroupNorm, InstanceNorm1d, InstanceNorm2d
+from trainlab.nn import (
+    BatchNorm1d,
+    BatchNorm2d,
+    ConvLayerNorm,
+    Dropout,
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    LayerNorm,
+)
 
 __all__ = ["plan", "Step"]
 
@@ -156,6 +166,22 @@ def _group_norm(name: str, module: GroupNorm) -> Step:
     return step
 
 
+def _layer_norm(name: str, module: LayerNorm) -> Step:
+    def step(stack, x, shared, buffers):
+        w = stack.params.get(f"{name}.weight")  # [K, D]
+        b = stack.params.get(f"{name}.bias")
+        y = F.layer_norm(x, module.normalized_shape, None, None, module.eps)
+        if w is None and b is None:
+            return y, shared
+        if w is not None:  # [K, 1, D]: each model's γ over its batch (or the shared one)
+            y = y * w.unsqueeze(1)
+        if b is not None:
+            y = y + b.unsqueeze(1)
+        return y, False
+
+    return step
+
+
 def _instance_norm(name: str, module: InstanceNorm1d | InstanceNorm2d) -> Step:
     def step(stack, x, shared, buffers):
         w = stack.params.get(f"{name}.weight")
@@ -231,8 +257,10 @@ def plan(template: nn.Module, dropout_type: type) -> list[Step] | None:
             steps.append(_conv(name, module))
         elif kind in (BatchNorm1d, BatchNorm2d):
             steps.append(_batch_norm(name, module))
-        elif kind is GroupNorm:
+        elif kind in (GroupNorm, ConvLayerNorm):
             steps.append(_group_norm(name, module))
+        elif kind is LayerNorm and len(module.normalized_shape) == 1:
+            steps.append(_layer_norm(name, module))
         elif kind in (InstanceNorm1d, InstanceNorm2d):
             steps.append(_instance_norm(name, module))
         elif kind is dropout_type or kind is Dropout:

@@ -169,7 +169,7 @@ def build(
     pre = None
     if config.data.preprocess:
         # fitted on the training split only, always
-        pre = preprocess.Pipeline([preprocess.make(name) for name in config.data.preprocess])
+        pre = preprocess.Pipeline([preprocess.create(name) for name in config.data.preprocess])
         pre.fit(X[torch.as_tensor(split.train)])
         X = pre.transform(X).float()
     X, y = X.to(device), y.to(device)
@@ -193,7 +193,8 @@ def build(
 
     n_out = dataset.n_classes if dataset.task == "classification" else 1
     try:
-        model = models.build(config.model.kind, tuple(X.shape[1:]), n_out, **config.model.options())
+        options = config.model.options()
+        model = models.create(config.model.kind, tuple(X.shape[1:]), n_out, **options)
     except ValueError as err:
         raise ConfigError(f"model: {err}") from None
     hyper = config.optimizer.hyperparameters()

@@ -2,7 +2,8 @@
 
 from trainlab.space import Distribution, default_params, parse_space, sample
 
-from .study import TuneError, format_tune_summary, open_storage, tune
+from .storage import TuneError, open_storage
+from .study import format_tune_summary, tune
 
 __all__ = [
     "Distribution",
