@@ -6,7 +6,6 @@ Errors a user can fix are one line on stderr and exit status 2, never a tracebac
 from __future__ import annotations
 
 import errno
-import math
 import os
 import re
 import sys
@@ -57,56 +56,13 @@ def demo(
     max_steps: int = typer.Option(2000, help="Give up after this many steps."),
 ) -> None:
     """The lecture's optimizers on a long narrow valley: steps each one needs."""
-    from trainlab.lecture.quadratic import valley
+    from trainlab.lecture.demo import format_demo
 
     if not 0 < tol < 1:
         raise typer.BadParameter(f"must be in (0, 1), got {tol}", param_hint="--tol")
     if max_steps < 1:
         raise typer.BadParameter(f"must be ≥ 1, got {max_steps}", param_hint="--max-steps")
-    lrs = [10 ** (k / 4) for k in range(-20, 3)]
-    angle = 30
-    typer.echo(
-        "The valley f(w) = ½·(100·a² + b²): 100× steeper across than along (condition "
-        "number 100),\nstarting at w = (1, 10). Steps to cut the loss "
-        f"{1 / tol:g}×, each optimizer at the best of {len(lrs)} learning rates "
-        f"({lrs[0]:.0e} … {lrs[-1]:.1f}); 'ok' counts the rates that got there within "
-        f"{max_steps} steps.\n"
-    )
-    aligned = valley(rotation=0.0, tol=tol, max_steps=max_steps, lrs=lrs)
-    rotated = valley(rotation=math.radians(angle), tol=tol, max_steps=max_steps, lrs=lrs)
-
-    def cell(r) -> str:
-        if r.steps is None:
-            return f"{'—':>6} {'—':>8} {r.converged:>3}/{len(lrs)}"
-        return f"{r.steps:>6} {r.best_lr:>8.3g} {r.converged:>3}/{len(lrs)}"
-
-    typer.echo(f"{'':18}  {'valley along the axes':^22}   {f'valley turned {angle}°':^22}")
-    typer.echo(
-        f"{'optimizer':18}  {'steps':>6} {'best lr':>8} {'ok':>6}   "
-        f"{'steps':>6} {'best lr':>8} {'ok':>6}"
-    )
-    for a, r in zip(aligned, rotated):
-        typer.echo(f"{a.optimizer:18}  {cell(a)}   {cell(r)}")
-
-    by = {r.optimizer.split()[0]: r for r in aligned}
-    byr = {r.optimizer.split()[0]: r for r in rotated}
-    typer.echo("")
-    if by["sgd"].steps and by["momentum"].steps:
-        typer.echo(
-            f"- Momentum needs {by['sgd'].steps / by['momentum'].steps:.1f}× fewer steps than "
-            "SGD: it builds up speed along the flat direction and damps the zig-zag across "
-            "the steep one (claims C2, C3)."
-        )
-    if by["rmsprop"].steps and byr["rmsprop"].steps:
-        typer.echo(
-            f"- RMSProp needs {by['rmsprop'].steps} steps when the valley lies along the axes "
-            f"but {byr['rmsprop'].steps} when it is turned: it rescales each coordinate, which "
-            "evens out the curvature only when the steep directions are coordinates (C4)."
-        )
-    typer.echo(
-        "- Reproduce any framework step for step: trainlab.optim.Adam(params, "
-        "convention='keras') — see docs/optimizers.md."
-    )
+    typer.echo(format_demo(tol, max_steps))
 
 
 @app.command()
@@ -197,8 +153,9 @@ def tune(
         echo=typer.echo,
         batch=batch,
     )
-    if summary is not None:
-        typer.echo(format_tune_summary(summary))
+    if summary is not None:  # the coordinator (a --join worker prints nothing)
+        report_path = _render_report(summary["run_dir"])
+        typer.echo(format_tune_summary({**summary, "report": str(report_path)}))
 
 
 @app.command()
@@ -236,6 +193,7 @@ def compare(
     winner; mean ± std, diverged runs counted as failures."""
     from trainlab.compare import compare as run_compare
     from trainlab.compare import format_comparison
+    from trainlab.report import write_report
 
     result = run_compare(
         config,
@@ -247,8 +205,13 @@ def compare(
         overrides=set_ or [],
         echo=typer.echo,
     )
+    if result["report_runs"]:  # the winners' page: seed 0 of each variant
+        result["report"] = str(
+            write_report(result["report_runs"], Path(result["out"]) / "report.html")
+        )
     typer.echo(format_comparison(result))
-    typer.echo(f"report: {result['report']}")
+    if result.get("report"):
+        typer.echo(f"report: {result['report']}")
 
 
 @app.command()
@@ -268,28 +231,39 @@ def sweep(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train many variants of one model together, batched; writes each run, a table, a report."""
+    from trainlab.report import write_report
     from trainlab.sweep.run import format_sweep
     from trainlab.sweep.run import sweep as run_sweep
 
     result = run_sweep(
         config, vary or [], seeds=seeds, overrides=set_ or [], out=out, quiet=quiet, echo=typer.echo
     )
-    typer.echo(format_sweep(result))
+    if result["report_runs"]:  # the best runs' page
+        result["report"] = str(
+            write_report(result["report_runs"], Path(result["out"]) / "report.html")
+        )
+    typer.echo(format_sweep(result))  # ends with "report (N best of M runs): PATH"
 
 
 @app.command()
 def lecture(
+    claims: list[str] | None = typer.Argument(
+        None, metavar="CLAIM", help="Only these claims, as with --only: C11 C15."
+    ),
     quick: bool = typer.Option(False, "--quick", help="Smaller experiments (minutes)."),
     out: Path = typer.Option(Path("runs/lecture"), "--out", help="Where figures and pages go."),
-    only: str | None = typer.Option(None, help="Only these claims, e.g. C3,C8."),
+    only: list[str] | None = typer.Option(
+        None, "--only", help="Only these claims: --only C3,C8, --only C3 --only C8 or --only C3 C8."
+    ),
 ) -> None:
     """The lecture's claims C1–C15 as experiments: each measured, with a figure and a
     verdict (held / did not hold / inconclusive); writes lecture.html."""
     from trainlab.lecture.report import run_lecture, write_lecture_report
 
-    claims = [c.strip().upper() for c in only.split(",")] if only else None
+    args = [*(only or []), *(claims or [])]  # --only C3 C8 leaves C8 to the argument
+    wanted = [c.strip().upper() for arg in args for c in arg.split(",") if c.strip()]
     try:
-        results = run_lecture(out, quick=quick, only=claims, echo=typer.echo)
+        results = run_lecture(out, quick=quick, only=wanted or None, echo=typer.echo)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--only") from None
     path = write_lecture_report(results, out)

@@ -50,6 +50,13 @@ def test_init_experiments_report_activation_std_by_depth(claim, tmp_path):
     assert all(row["last_layer_activation_std"] >= 0 for row in depths)
 
 
+def test_c9_and_c10_each_draw_their_own_figure(tmp_path):
+    c9, c10 = run_valid("C9", tmp_path), run_valid("C10", tmp_path)
+    assert set(c9.figures).isdisjoint(c10.figures)
+    images = [(tmp_path / name).read_bytes() for name in (*c9.figures, *c10.figures)]
+    assert len(set(images)) == len(images)
+
+
 def test_batch_norm_with_gamma_sigma_and_beta_mu_is_the_identity(tmp_path):
     result = run_valid("C12", tmp_path)
     assert result.verdict == "held"

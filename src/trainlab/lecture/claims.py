@@ -33,7 +33,7 @@ class ClaimResult:
     summary: str
     numbers: dict[str, Any] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)  # file names inside out_dir
-    seconds: float = 0.0
+    seconds: float = 0.0  # the experiment's wall time, measured by run_lecture
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:

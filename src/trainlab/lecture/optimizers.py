@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from trainlab import optim
+from trainlab.figures import figure, save
 
 from .claims import ClaimResult, register, verdict_from
 from .quadratic import OPTIMIZERS, steps_to_converge
@@ -41,13 +41,7 @@ __all__ = [
     "adam_with_beta1_zero_is_rmsprop",
 ]
 
-_DPI = 100
 _Loss = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _save(fig: Figure, out_dir: Path, name: str) -> str:
-    fig.savefig(out_dir / name, dpi=_DPI)
-    return name
 
 
 # --- C1: a tilted double well ---------------------------------------------------------------
@@ -119,8 +113,7 @@ def sgd_gets_stuck_at_local_optima(out_dir: Path, quick: bool) -> ClaimResult:
     stuck = abs(numbers["sgd"]["final_x"] - high) < 1e-3
     escaped = abs(numbers["momentum"]["final_x"] - low) < 1e-3
 
-    fig = Figure(figsize=(10, 4))
-    ax, ax_t = fig.subplots(1, 2)
+    fig, (ax, ax_t) = figure(10, 4, ncols=2)
     grid = np.linspace(-2.0, 2.3, 400)
     ax.plot(grid, _double_well(torch.from_numpy(grid)).numpy(), color="0.3", lw=1)
     for (name, path), colour in zip(paths.items(), ("tab:red", "tab:blue")):
@@ -136,8 +129,7 @@ def sgd_gets_stuck_at_local_optima(out_dir: Path, quick: bool) -> ClaimResult:
     )
     ax.legend()
     ax_t.legend()
-    fig.tight_layout()
-    figure = _save(fig, out_dir, "c1.png")
+    drawn = save(fig, out_dir / "c1.png").name
 
     sgd, mom = numbers["sgd"], numbers["momentum"]
     return ClaimResult(
@@ -153,7 +145,7 @@ def sgd_gets_stuck_at_local_optima(out_dir: Path, quick: bool) -> ClaimResult:
             f"{mom['sweep_fraction_reaching_global']:.0%}."
         ),
         numbers=numbers,
-        figures=[figure],
+        figures=[drawn],
     )
 
 
@@ -402,8 +394,7 @@ def _draw_valleys(out_dir: Path, quick: bool) -> list[str]:
     """Contours with the four trajectories: the quadratic (aligned, rotated) and Rosenbrock."""
     runs = _valleys(quick)
     tol = _setup(quick).tols[-1]
-    fig = Figure(figsize=(11, 4.6))
-    axes = fig.subplots(1, 2)
+    fig, axes = figure(11, 4.6, ncols=2)
     for ax, problem, rotation in zip(axes, ("quadratic", "quadratic_rotated"), (0.0, _ROTATION)):
         loss = _quadratic(rotation)
         xs, ys = np.linspace(-10, 10, 201), np.linspace(-4, 12, 161)
@@ -419,11 +410,9 @@ def _draw_valleys(out_dir: Path, quick: bool) -> list[str]:
             title=f"½·100·(u₁·w)² + ½·(u₂·w)², axes turned {angle}°",
         )
         ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    names = [_save(fig, out_dir, "c2_c4_quadratic.png")]
+    names = [save(fig, out_dir / "c2_c4_quadratic.png").name]
 
-    fig = Figure(figsize=(6.5, 5))
-    ax = fig.subplots()
+    fig, ax = figure(6.5, 5)
     xs, ys = np.linspace(-2, 2, 201), np.linspace(-1.5, 3, 226)
     gx, gy = np.meshgrid(xs, ys)
     z = (1 - gx) ** 2 + 100 * (gy - gx**2) ** 2
@@ -434,8 +423,7 @@ def _draw_valleys(out_dir: Path, quick: bool) -> list[str]:
         xlim=(-2, 2), ylim=(-1.5, 3), xlabel="x", ylabel="y", title="Rosenbrock (1−x)² + 100(y−x²)²"
     )
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    names.append(_save(fig, out_dir, "c2_c4_rosenbrock.png"))
+    names.append(save(fig, out_dir / "c2_c4_rosenbrock.png").name)
     return names
 
 
@@ -585,8 +573,7 @@ def rmsprop_moving_average_weights_sum_to_one_minus_rho_n(
             sum_errors.append(abs(weights - expected))
     max_error, max_sum_error = max(errors), max(sum_errors)
 
-    fig = Figure(figsize=(10, 4))
-    ax_w, ax_s = fig.subplots(1, 2)
+    fig, (ax_w, ax_s) = figure(10, 4, ncols=2)
     n = 50
     k = np.arange(1, n + 1)
     for rho in (0.5, 0.9, 0.95):
@@ -600,8 +587,7 @@ def rmsprop_moving_average_weights_sum_to_one_minus_rho_n(
         ax_s.plot([m for m in ns if m <= steps[-1]], got, "ko", ms=4)
     ax_s.set(xlabel="n", ylabel="s_n for g = 1", title="RMSProp's s_n (dots) vs 1 − ρⁿ")
     ax_s.legend()
-    fig.tight_layout()
-    figure = _save(fig, out_dir, "c5.png")
+    drawn = save(fig, out_dir / "c5.png").name
 
     return ClaimResult(
         claim="C5",
@@ -619,7 +605,7 @@ def rmsprop_moving_average_weights_sum_to_one_minus_rho_n(
             "max_abs_error_state": max_error,
             "max_abs_error_weight_sum": max_sum_error,
         },
-        figures=[figure],
+        figures=[drawn],
     )
 
 
@@ -671,8 +657,7 @@ def adam_is_rmsprop_of_the_moving_average(out_dir: Path, quick: bool) -> ClaimRe
     rms_formula_gap = (rms_steps_t - rms_of_g).abs().max().item()
     plain_gap = (adam_steps - rms_steps_t).abs().max().item()  # Adam ≠ RMSProp on g itself
 
-    fig = Figure(figsize=(9, 4))
-    ax = fig.subplots()
+    fig, ax = figure(9, 4)
     t = np.arange(1, steps + 1)
     ax.plot(t, rms_steps_t[:, 0].numpy(), color="0.6", lw=0.8, label="RMSProp step (g)")
     ax.plot(t, adam_steps[:, 0].numpy(), color="tab:purple", lw=2, label="Adam step")
@@ -683,8 +668,7 @@ def adam_is_rmsprop_of_the_moving_average(out_dir: Path, quick: bool) -> ClaimRe
         title=f"β₁ = {beta1}, ρ = β₂ = {beta2}, no bias correction; max gap {gap:.1e}",
     )
     ax.legend()
-    fig.tight_layout()
-    figure = _save(fig, out_dir, "c6.png")
+    drawn = save(fig, out_dir / "c6.png").name
 
     return ClaimResult(
         claim="C6",
@@ -705,7 +689,7 @@ def adam_is_rmsprop_of_the_moving_average(out_dir: Path, quick: bool) -> ClaimRe
             "max_abs_gap_rmsprop_vs_its_formula": rms_formula_gap,
             "max_abs_gap_adam_vs_rmsprop_of_g": plain_gap,
         },
-        figures=[figure],
+        figures=[drawn],
     )
 
 
@@ -742,8 +726,7 @@ def adam_with_beta1_zero_is_rmsprop(out_dir: Path, quick: bool) -> ClaimResult:
         )
     gap = max(gaps)
 
-    fig = Figure(figsize=(7, 4))
-    ax = fig.subplots()
+    fig, ax = figure(7, 4)
     t = np.arange(1, steps + 1)
     ax.plot(t, losses["adam"], color="tab:purple", lw=2, label=f"Adam β₁ = 0, β₂ = {beta2}")
     ax.plot(t, losses["rmsprop"], "k.", ms=4, label=f"RMSProp ρ = {beta2}")
@@ -753,8 +736,7 @@ def adam_with_beta1_zero_is_rmsprop(out_dir: Path, quick: bool) -> ClaimResult:
         title=f"3-16-1 tanh net, float32: max |Δw| over {steps} steps = {gap:.1e}",
     )
     ax.legend()
-    fig.tight_layout()
-    figure = _save(fig, out_dir, "c7.png")
+    drawn = save(fig, out_dir / "c7.png").name
 
     return ClaimResult(
         claim="C7",
@@ -772,5 +754,5 @@ def adam_with_beta1_zero_is_rmsprop(out_dir: Path, quick: bool) -> ClaimResult:
             "max_abs_weight_gap": gap,
             "final_loss": {k: v[-1] for k, v in losses.items()},
         },
-        figures=[figure],
+        figures=[drawn],
     )

@@ -6,7 +6,8 @@ One experiment per claim, each registered in :data:`trainlab.lecture.claims.EXPE
   standardized and ZCA-whitened features;
 - C9, C10: activations by depth and a short training under N(0, 0.01²) and fan-in
   initialization;
-- C11: dropout against overfitting on MNIST-1D (real runs of ``examples/mnist1d_mlp.yaml``);
+- C11: dropout against overfitting on MNIST-1D (real runs of ``examples/mnist1d_mlp.yaml``,
+  shipped as :data:`MNIST1D_MLP`);
 - C12: batch norm with γ = √(σ² + ε), β = μ is the identity;
 - C13: batch norm keeps a deep, badly initialized MLP trainable;
 - C14: layer and instance norm compute the same function in training and eval;
@@ -22,10 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import math
-import time
 from collections.abc import Iterator, Sequence
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +35,10 @@ import torch.nn.functional as F
 from trainlab import data, init, models, optim, preprocess
 from trainlab import nn as tl_nn
 from trainlab.diagnose.curves import LEARNED_FRACTION
-from trainlab.figures import DPI
+from trainlab.figures import figure, save
 from trainlab.lecture.claims import ClaimResult, register, verdict_from
 from trainlab.run import fit
+from trainlab.train.rundir import RunDir
 
 __all__ = [
     "preprocessing_speeds_up_gradient_descent",
@@ -50,8 +51,10 @@ __all__ = [
     "curves_tell_learning_rate_and_fit",
 ]
 
-#: The example run that C11 and C15 vary with overrides.
-MNIST1D_MLP = Path(__file__).resolve().parents[3] / "examples" / "mnist1d_mlp.yaml"
+#: The example run that C11 and C15 vary with overrides: ``examples/mnist1d_mlp.yaml``,
+#: shipped with the package as ``trainlab/lecture/configs/mnist1d_mlp.yaml`` (a test keeps
+#: the two equal), so the lecture runs from an installed wheel.
+MNIST1D_MLP = "mnist1d_mlp.yaml"
 #: C9, C10, C13 train on this many MNIST-1D training signals, in mini-batches of this size.
 SUBSET, BATCH = 1000, 100
 #: C9/C10/C13: a network "trains" when its final train loss is below this fraction of
@@ -71,22 +74,6 @@ def _one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def _figure(width: float = 6.4, height: float = 3.6):
-    # Imported here: matplotlib is slow to import and only plotting needs it.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, out_dir: Path, name: str) -> str:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_dir / name, dpi=DPI, metadata={"Software": None})
-    return name
 
 
 @functools.cache
@@ -135,9 +122,10 @@ def _smooth(values: Sequence[float], window: int = 20) -> np.ndarray:
     return (c[1:] - c[lo]) / (np.arange(1, len(v) + 1) - lo)
 
 
-def _history(run_dir: str | Path) -> list[dict]:
-    lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+def _example_config(name: str):
+    """A config the lecture ships as package data (``trainlab/lecture/configs/<name>``), as
+    an :mod:`importlib.resources` traversable; ``resources.as_file`` gives it a path."""
+    return resources.files("trainlab.lecture") / "configs" / name
 
 
 def _fresh_dir(base: Path) -> Path:
@@ -153,9 +141,9 @@ def _fresh_dir(base: Path) -> Path:
 def _fit(out_dir: Path, name: str, overrides: list[str]) -> dict:
     """A real run of the MNIST-1D example with ``overrides``; its summary and history."""
     run_dir = _fresh_dir(out_dir / "runs" / name)
-    with _one_thread():
-        summary = fit(MNIST1D_MLP, overrides, out=run_dir, quiet=True, echo=lambda s: None)
-    summary["history"] = _history(run_dir)
+    with _one_thread(), resources.as_file(_example_config(MNIST1D_MLP)) as config:
+        summary = fit(config, overrides, out=run_dir, quiet=True, echo=lambda s: None)
+    summary["history"] = RunDir(run_dir).read_history()
     return summary
 
 
@@ -219,7 +207,6 @@ def _gradient_descent(X: np.ndarray, y: np.ndarray, tol: float, max_iter: int) -
 @register("C8")
 def preprocessing_speeds_up_gradient_descent(out_dir: Path, quick: bool) -> ClaimResult:
     """C8: iterations of gradient descent on linear regression, by preprocessing."""
-    started = time.perf_counter()
     tol, max_iter = 1e-6, 10_000 if quick else 100_000
     ds = data.load("housing")
     X, y = ds.X.double().numpy(), ds.y.double().numpy()
@@ -228,8 +215,7 @@ def preprocessing_speeds_up_gradient_descent(out_dir: Path, quick: bool) -> Clai
         Xv = X if make is None else np.asarray(make().fit_transform(X), dtype=np.float64)
         results[name] = _gradient_descent(Xv, y, tol, max_iter)
 
-    fig = _figure()
-    ax = fig.add_subplot()
+    fig, ax = figure()
     for name, r in results.items():
         curve = r["curve"][1:]  # from iteration 1: iteration 0 is 1 by definition
         ax.plot(np.arange(1, len(curve) + 1), np.maximum(curve, 1e-16), label=name)
@@ -242,7 +228,7 @@ def preprocessing_speeds_up_gradient_descent(out_dir: Path, quick: bool) -> Clai
         title="Gradient descent on housing linear regression, best lr each",
     )
     ax.legend(fontsize=8)
-    figures = [_save(fig, out_dir, "c8_preprocessing_gd.png")]
+    figures = [save(fig, out_dir / "c8_preprocessing_gd.png").name]
 
     def steps(name: str) -> int:  # a run that never converged counts as the cap
         return results[name]["iterations"] or max_iter
@@ -276,7 +262,6 @@ def preprocessing_speeds_up_gradient_descent(out_dir: Path, quick: bool) -> Clai
         summary,
         numbers,
         figures,
-        time.perf_counter() - started,
     )
 
 
@@ -285,12 +270,14 @@ def preprocessing_speeds_up_gradient_descent(out_dir: Path, quick: bool) -> Clai
 _INIT_SCHEMES = {"gaussian(0.01)": init.Gaussian(0.01), "fan_in": init.FanIn()}
 _INIT_DEPTHS = (4, 8, 16)
 _INIT_WIDTH = 128
+_INIT_STEPS = 300
 
 
 @functools.cache
 def _init_study(quick: bool) -> dict:
     """Activation std per layer and a short training, for every scheme and depth (tanh
-    MLPs of width 128, Adam lr 1e-3, 300 steps on 1000 MNIST-1D signals)."""
+    MLPs of width :data:`_INIT_WIDTH`, Adam lr 1e-3, :data:`_INIT_STEPS` steps on
+    :data:`SUBSET` MNIST-1D signals)."""
     X, y = _mnist1d_subset()
     seeds = (0,) if quick else (0, 1, 2)
     rows: dict[str, dict] = {}
@@ -305,7 +292,7 @@ def _init_study(quick: bool) -> dict:
                     )
                     stats = init.activation_stats(model, X[:256], layers=(torch.nn.Tanh,))
                     stds.append([s.std for s in stats])
-                    finals.append(_train(model, X, y, 300, "adam", 1e-3, seed)[1])
+                    finals.append(_train(model, X, y, _INIT_STEPS, "adam", 1e-3, seed)[1])
                 rows[f"{scheme_name}, {depth} layers"] = {
                     "scheme": scheme_name,
                     "depth": depth,
@@ -316,21 +303,96 @@ def _init_study(quick: bool) -> dict:
     return {"seeds": len(seeds), "ln_C": math.log(10), "runs": rows}
 
 
-def _init_figure(study: dict, out_dir: Path, name: str) -> str:
-    fig = _figure(6.4, 4.0)
-    ax = fig.add_subplot()
-    styles = {"gaussian(0.01)": "--", "fan_in": "-"}
-    for label, row in study["runs"].items():
+def _runs_of(study: dict, scheme: str) -> dict[int, dict]:
+    """depth → the study's row for ``scheme``."""
+    return {r["depth"]: r for r in study["runs"].values() if r["scheme"] == scheme}
+
+
+def _loss_lines(ax, study: dict) -> None:
+    """The two reference losses of C9/C10, ln C (a uniform guess) and the "trained" bar,
+    and the legend above the bars."""
+    ax.axhline(study["ln_C"], color="grey", ls=":", lw=1, label="ln C (uniform guess)")
+    ax.axhline(
+        TRAINED_FRACTION * study["ln_C"],
+        color="C3",
+        ls="--",
+        lw=1,
+        label=f"trained: below {TRAINED_FRACTION:g}·ln C",
+    )
+    ax.set_ylim(0, 1.5 * study["ln_C"])
+    ax.legend(fontsize=7, ncol=2, loc="upper center")
+
+
+def _small_gaussian_figure(study: dict, out_dir: Path) -> str:
+    """C9: under N(0, 0.01²) the activations shrink layer by layer, and the final loss
+    crosses the "trained" bar as the network gets deeper."""
+    fig, (ax_std, ax_loss) = figure(10.0, 3.8, ncols=2)
+    runs = _runs_of(study, "gaussian(0.01)")
+    # every depth decays at the same rate per layer, so the curves lie on one another:
+    # hollow markers of three sizes keep each one visible
+    for (depth, row), size in zip(runs.items(), (10, 6, 3)):
         std = row["activation_std_by_layer"]
-        ax.plot(range(1, len(std) + 1), std, styles[row["scheme"]], marker=".", label=label)
-    ax.set(
+        ax_std.plot(
+            range(1, len(std) + 1),
+            std,
+            marker="o",
+            ms=size,
+            fillstyle="none",
+            label=f"{depth} layers",
+        )
+    ax_std.set(
         yscale="log",
         xlabel="hidden layer",
         ylabel="std of tanh activations at init",
-        title="Activations by depth: N(0, 0.01²) vs fan-in (width 128)",
+        title="N(0, 0.01²): activations shrink layer by layer",
     )
-    ax.legend(fontsize=7, ncol=2)
-    return _save(fig, out_dir, name)
+    ax_std.legend(fontsize=8)
+    depths = list(runs)
+    ax_loss.bar(
+        [str(d) for d in depths],
+        [runs[d]["final_train_loss"] for d in depths],
+        color=["C0" if runs[d]["trained"] else "C3" for d in depths],
+    )
+    _loss_lines(ax_loss, study)
+    ax_loss.set(
+        xlabel="hidden layers",
+        ylabel="final train loss",
+        title=f"N(0, 0.01²): after {_INIT_STEPS} Adam steps",
+    )
+    return save(fig, out_dir / "c9_small_gaussian_by_depth.png").name
+
+
+def _fan_in_figure(study: dict, out_dir: Path) -> str:
+    """C10: the effect of fan-in scaling against N(0, 0.01²) — the activations of the
+    deepest network keep their scale, and every depth trains."""
+    fig, (ax_std, ax_loss) = figure(10.0, 3.8, ncols=2)
+    deepest = max(_INIT_DEPTHS)
+    schemes = {"gaussian(0.01)": ("N(0, 0.01²)", "--", "C1"), "fan_in": ("fan-in", "-", "C0")}
+    for scheme, (label, style, colour) in schemes.items():
+        std = _runs_of(study, scheme)[deepest]["activation_std_by_layer"]
+        ax_std.plot(range(1, len(std) + 1), std, style, color=colour, marker=".", label=label)
+    ax_std.set(
+        yscale="log",
+        xlabel="hidden layer",
+        ylabel="std of tanh activations at init",
+        title=f"{deepest} layers: fan-in keeps the scale",
+    )
+    ax_std.legend(fontsize=8)
+    width = 0.4
+    for j, (scheme, (label, _, colour)) in enumerate(schemes.items()):
+        runs = _runs_of(study, scheme)
+        x = [k - width / 2 + j * width for k in range(len(_INIT_DEPTHS))]
+        ax_loss.bar(
+            x, [runs[d]["final_train_loss"] for d in _INIT_DEPTHS], width, color=colour, label=label
+        )
+    ax_loss.set_xticks(range(len(_INIT_DEPTHS)), [str(d) for d in _INIT_DEPTHS])
+    _loss_lines(ax_loss, study)
+    ax_loss.set(
+        xlabel="hidden layers",
+        ylabel="final train loss",
+        title=f"After {_INIT_STEPS} Adam steps, by depth",
+    )
+    return save(fig, out_dir / "c10_fan_in_vs_small_gaussian.png").name
 
 
 def _init_numbers(study: dict, scheme: str) -> dict:
@@ -338,7 +400,7 @@ def _init_numbers(study: dict, scheme: str) -> dict:
     return {
         "activation": "tanh",
         "width": _INIT_WIDTH,
-        "steps": 300,
+        "steps": _INIT_STEPS,
         "optimizer": "adam, lr 1e-3",
         "seeds": study["seeds"],
         "trained_means_final_loss_below": TRAINED_FRACTION * study["ln_C"],
@@ -365,13 +427,13 @@ def _init_line(study: dict, scheme: str) -> str:
 @register("C9")
 def small_gaussian_fails_in_deep_networks(out_dir: Path, quick: bool) -> ClaimResult:
     """C9: N(0, 0.01²) trains a shallow network but not a deep one."""
-    started = time.perf_counter()
     study = _init_study(quick)
-    runs = {r["depth"]: r for r in study["runs"].values() if r["scheme"] == "gaussian(0.01)"}
+    runs = _runs_of(study, "gaussian(0.01)")
     held = runs[4]["trained"] and not runs[16]["trained"]
     fails_at = [d for d in _INIT_DEPTHS if not runs[d]["trained"]]
     summary = (
-        f"Under N(0, 0.01²) (tanh, width 128, 300 Adam steps; ln C = {study['ln_C']:.2f}): "
+        f"Under N(0, 0.01²) (tanh, width {_INIT_WIDTH}, {_INIT_STEPS} Adam steps; "
+        f"ln C = {study['ln_C']:.2f}): "
         f"{_init_line(study, 'gaussian(0.01)')}; it "
         + (f"fails from {fails_at[0]} layers on" if fails_at else "trains at every depth")
         + f", so the claim {'held' if held else 'did not hold'}."
@@ -382,20 +444,17 @@ def small_gaussian_fails_in_deep_networks(out_dir: Path, quick: bool) -> ClaimRe
         verdict_from(held),
         summary,
         _init_numbers(study, "gaussian(0.01)"),
-        [_init_figure(study, out_dir, "c9_init_activation_std.png")],
-        time.perf_counter() - started,
+        [_small_gaussian_figure(study, out_dir)],
     )
 
 
 @register("C10")
 def fan_in_init_trains_deep_networks(out_dir: Path, quick: bool) -> ClaimResult:
     """C10: σ_i = 1/√n_in keeps the activations' scale and trains at every depth."""
-    started = time.perf_counter()
     study = _init_study(quick)
-    runs = [r for r in study["runs"].values() if r["scheme"] == "fan_in"]
-    held = all(r["trained"] for r in runs)
+    held = all(r["trained"] for r in _runs_of(study, "fan_in").values())
     summary = (
-        f"Under fan-in init σ = 1/√n_in (tanh, width 128, 300 Adam steps): "
+        f"Under fan-in init σ = 1/√n_in (tanh, width {_INIT_WIDTH}, {_INIT_STEPS} Adam steps): "
         f"{_init_line(study, 'fan_in')}; "
         + ("it trains at every depth." if held else "it does not train at every depth.")
     )
@@ -405,8 +464,7 @@ def fan_in_init_trains_deep_networks(out_dir: Path, quick: bool) -> ClaimResult:
         verdict_from(held),
         summary,
         _init_numbers(study, "fan_in"),
-        [_init_figure(study, out_dir, "c10_init_activation_std.png")],
-        time.perf_counter() - started,
+        [_fan_in_figure(study, out_dir)],
     )
 
 
@@ -428,7 +486,6 @@ def dropout_alleviates_overfitting(out_dir: Path, quick: bool) -> ClaimResult:
     accuracy) weights, both in eval mode; the validation loss rise is the last epoch's
     over the run's lowest. Full runs train for the example's 120 epochs.
     """
-    started = time.perf_counter()
     seeds = (0, 1) if quick else (0, 1, 2)
     epochs = 30 if quick else 120
     rows: dict[str, list[dict]] = {label: [] for label in _C11_RATES}
@@ -462,8 +519,7 @@ def dropout_alleviates_overfitting(out_dir: Path, quick: bool) -> ClaimResult:
     not_worse = with_["val_accuracy"] >= without["val_accuracy"] - _C11_VAL_SLACK
     held = smaller_gap and not_worse
 
-    fig = _figure()
-    ax = fig.add_subplot()
+    fig, ax = figure()
     width = 0.8 / len(rows)
     for j, (label, runs) in enumerate(rows.items()):
         x = [k - 0.4 + (j + 0.5) * width for k in range(len(seeds))]
@@ -474,7 +530,7 @@ def dropout_alleviates_overfitting(out_dir: Path, quick: bool) -> ClaimResult:
         title=f"MNIST-1D MLP without batch norm, {epochs} epochs",
     )
     ax.legend()
-    figures = [_save(fig, out_dir, "c11_dropout_gap.png")]
+    figures = [save(fig, out_dir / "c11_dropout_gap.png").name]
 
     numbers = {
         "epochs": epochs,
@@ -502,7 +558,6 @@ def dropout_alleviates_overfitting(out_dir: Path, quick: bool) -> ClaimResult:
         summary,
         numbers,
         figures,
-        time.perf_counter() - started,
     )
 
 
@@ -518,7 +573,6 @@ def batch_norm_can_be_the_identity(out_dir: Path, quick: bool) -> ClaimResult:
     ε is in the normalization, ĥ = (h̃ − μ)/√(σ² + ε), so γ = σ exactly is the identity
     only up to a factor σ/√(σ² + ε): shown for contrast on features with small σ.
     """
-    started = time.perf_counter()
     generator = torch.Generator().manual_seed(0)
     n, d = 64, 16
     scales = torch.logspace(-2, 1, d)  # σ from 0.01 to 10, so ε = 1e-5 matters for some
@@ -534,8 +588,7 @@ def batch_norm_can_be_the_identity(out_dir: Path, quick: bool) -> ClaimResult:
     worst = errors["γ = √(σ² + ε)"].max().item()
     held = worst <= _C12_TOLERANCE
 
-    fig = _figure()
-    ax = fig.add_subplot()
+    fig, ax = figure()
     for label, err in errors.items():
         ax.plot(scales, err.clamp_min(1e-12), marker="o", label=label)
     ax.axhline(_C12_TOLERANCE, color="grey", ls=":", label=f"tolerance {_C12_TOLERANCE:g}")
@@ -547,7 +600,7 @@ def batch_norm_can_be_the_identity(out_dir: Path, quick: bool) -> ClaimResult:
         title=f"Batch norm with β = μ (train mode, ε = {bn.eps:g})",
     )
     ax.legend()
-    figures = [_save(fig, out_dir, "c12_batch_norm_identity.png")]
+    figures = [save(fig, out_dir / "c12_batch_norm_identity.png").name]
 
     numbers = {
         "batch": n,
@@ -570,7 +623,6 @@ def batch_norm_can_be_the_identity(out_dir: Path, quick: bool) -> ClaimResult:
         summary,
         numbers,
         figures,
-        time.perf_counter() - started,
     )
 
 
@@ -581,7 +633,6 @@ def batch_norm_can_be_the_identity(out_dir: Path, quick: bool) -> ClaimResult:
 def batch_norm_keeps_deep_networks_trainable(out_dir: Path, quick: bool) -> ClaimResult:
     """C13: a 12-layer ReLU MLP under N(0, 0.01²), with and without batch norm, the
     same SGD-momentum steps; fan-in without batch norm as the good-init reference."""
-    started = time.perf_counter()
     steps, depth, lr = (300 if quick else 600), 12, 0.05
     X, y = _mnist1d_subset()
     variants = {
@@ -598,8 +649,7 @@ def batch_norm_keeps_deep_networks_trainable(out_dir: Path, quick: bool) -> Clai
     no_bn, bn = finals["gaussian(0.01), no norm"], finals["gaussian(0.01), batch norm"]
     held = bn <= 0.5 * no_bn
 
-    fig = _figure()
-    ax = fig.add_subplot()
+    fig, ax = figure()
     for label, curve in curves.items():
         ax.plot(range(1, steps + 1), _smooth(curve), label=label)
     ax.axhline(math.log(10), color="grey", ls=":", label="ln C (uniform guess)")
@@ -609,7 +659,7 @@ def batch_norm_keeps_deep_networks_trainable(out_dir: Path, quick: bool) -> Clai
         title=f"{depth}-layer ReLU MLP, SGD momentum 0.9, lr {lr}",
     )
     ax.legend(fontsize=8)
-    figures = [_save(fig, out_dir, "c13_batch_norm_deep.png")]
+    figures = [save(fig, out_dir / "c13_batch_norm_deep.png").name]
 
     numbers = {
         "depth": depth,
@@ -632,7 +682,6 @@ def batch_norm_keeps_deep_networks_trainable(out_dir: Path, quick: bool) -> Clai
         summary,
         numbers,
         figures,
-        time.perf_counter() - started,
     )
 
 
@@ -645,7 +694,6 @@ _C14_TOLERANCE = 1e-6
 def layer_and_instance_norm_ignore_the_mode(out_dir: Path, quick: bool) -> ClaimResult:
     """C14: max |train-mode − eval-mode output| of LayerNorm and InstanceNorm2d, with
     BatchNorm1d (after 20 training batches) as the contrast."""
-    started = time.perf_counter()
     generator = torch.Generator().manual_seed(0)
 
     def batch(*shape: int) -> torch.Tensor:
@@ -670,8 +718,7 @@ def layer_and_instance_norm_ignore_the_mode(out_dir: Path, quick: bool) -> Claim
             diffs[name] = (train_out - eval_out).abs().max().item()
     held = max(diffs["LayerNorm"], diffs["InstanceNorm2d"]) <= _C14_TOLERANCE
 
-    fig = _figure()
-    ax = fig.add_subplot()
+    fig, ax = figure()
     names = list(diffs)
     ax.bar(names, [max(diffs[n], 1e-12) for n in names], color=["C0", "C0", "C3"])
     for k, n in enumerate(names):
@@ -681,7 +728,7 @@ def layer_and_instance_norm_ignore_the_mode(out_dir: Path, quick: bool) -> Claim
         ylabel="max |train − eval output| (0 drawn at 1e-12)",
         title="Same input, training vs eval mode",
     )
-    figures = [_save(fig, out_dir, "c14_norm_train_vs_eval.png")]
+    figures = [save(fig, out_dir / "c14_norm_train_vs_eval.png").name]
 
     summary = (
         f"Max |train − eval output|: LayerNorm {diffs['LayerNorm']:.2g}, InstanceNorm2d "
@@ -695,13 +742,12 @@ def layer_and_instance_norm_ignore_the_mode(out_dir: Path, quick: bool) -> Claim
         summary,
         {"max_abs_train_minus_eval": diffs, "tolerance": _C14_TOLERANCE},
         figures,
-        time.perf_counter() - started,
     )
 
 
 # --------------------------------------------------------------------------- C15
 
-#: C15: run → (overrides of examples/mnist1d_mlp.yaml, the findings that confirm the claim).
+#: C15: run → (overrides of :data:`MNIST1D_MLP`, the findings that confirm the claim).
 #: SGD lr 10 is not "very high" for the example's batch-norm MLP: batch norm makes the loss
 #: blind to the weights' scale, the weights grow and the net sits at chance without
 #: exploding (diagnosed as underfitting); at lr 30 the loss explodes.
@@ -726,7 +772,6 @@ _C15_EPOCHS = 30
 @register("C15")
 def curves_tell_learning_rate_and_fit(out_dir: Path, quick: bool) -> ClaimResult:
     """C15: the curve doctor on real MNIST-1D runs (30 epochs each, quick or not)."""
-    started = time.perf_counter()
     runs = {}
     for k, (label, (overrides, expected)) in enumerate(_C15_RUNS.items()):
         s = _fit(out_dir, f"c15-{k}", [*overrides, f"train.epochs={_C15_EPOCHS}"])
@@ -742,8 +787,7 @@ def curves_tell_learning_rate_and_fit(out_dir: Path, quick: bool) -> ClaimResult
         }
     held = all(r["as_expected"] for r in runs.values())
 
-    fig = _figure()
-    ax = fig.add_subplot()
+    fig, ax = figure()
     for label, r in runs.items():
         loss = np.array(r["train_loss"], dtype=np.float64)
         loss[~np.isfinite(loss)] = np.nan
@@ -755,7 +799,7 @@ def curves_tell_learning_rate_and_fit(out_dir: Path, quick: bool) -> ClaimResult
         title="MNIST-1D MLP at different learning rates",
     )
     ax.legend(fontsize=7)
-    figures = [_save(fig, out_dir, "c15_diagnosed_curves.png")]
+    figures = [save(fig, out_dir / "c15_diagnosed_curves.png").name]
 
     numbers = {"epochs": _C15_EPOCHS, "runs": runs}
     summary = (
@@ -770,5 +814,4 @@ def curves_tell_learning_rate_and_fit(out_dir: Path, quick: bool) -> ClaimResult
         summary,
         numbers,
         figures,
-        time.perf_counter() - started,
     )
