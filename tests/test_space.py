@@ -7,7 +7,7 @@ import pytest
 
 from trainlab.config import ConfigError, load_config
 from trainlab.space import default_params, parse_space, sample
-from trainlab.tune.study import _accepts
+from trainlab.tune.workers import _accepts
 
 SPACE = {
     "optimizer.name": ["sgd", "momentum", "adam"],
