@@ -106,3 +106,10 @@ def test_the_test_tree_mirrors_the_source_tree():
             assert directory.name in _source_units() or directory.name in CROSS_CUTTING, (
                 f"tests/{directory.name}/ mirrors no package of src/trainlab"
             )
+
+
+def test_test_module_names_are_unique_across_the_tree():
+    # pytest imports test modules by their base name (no __init__.py in tests/): two
+    # tests/*/test_report.py would stop the whole collection
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})

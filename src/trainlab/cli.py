@@ -20,7 +20,7 @@ except ImportError:  # older typer runs on click itself
     import click.exceptions as _click_errors
 
 import trainlab
-from trainlab.errors import UserError
+from trainlab.errors import UserError, first_line
 
 __all__ = ["app", "main"]
 
@@ -400,7 +400,7 @@ def _lost_peer(err: Exception) -> str | None:
     import torch.distributed as dist
 
     if isinstance(err, dist.DistError) or "gloo" in str(err).lower():
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         return f"lost contact with the other processes ({first[:200]})"
     return None
 

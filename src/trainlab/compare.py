@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainlab import optim
+from trainlab import figures, optim
 from trainlab.atomic import write_atomic
 from trainlab.config import Config, load_config
 from trainlab.errors import UserError
@@ -508,13 +508,9 @@ def write_outputs(result: dict, variants: list[dict], out: Path) -> dict:
 
 def _plot(variants: list[dict], metric: str, path: Path) -> Path:
     """Validation curves: per variant the mean over seeds and a min–max band."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = figures.figure(7, 4)
     every = []
     for i, v in enumerate(variants):
         by_epoch: dict[int, list[float]] = {}
@@ -545,8 +541,7 @@ def _plot(variants: list[dict], metric: str, path: Path) -> Path:
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize="small")
-    fig.savefig(path, dpi=100, metadata={"Software": None})
-    return path
+    return figures.save(fig, path)
 
 
 #: The columns of ``compare.csv`` after the variant, its values and its lr: (column,

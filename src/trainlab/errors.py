@@ -28,6 +28,7 @@ __all__ = [
     "check_choice",
     "check_range",
     "did_you_mean",
+    "first_line",
 ]
 
 
@@ -56,6 +57,13 @@ class HyperparameterError(UserError, ValueError):
 
 class WriteError(UserError, OSError):
     """A file could not be written (full disk, no permission); the message names it."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what a
+    one-line error shows of a cause that may span many lines."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def did_you_mean(value: Any, allowed: Iterable[Any]) -> str:

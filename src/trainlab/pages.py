@@ -21,8 +21,8 @@ padding:0 1em;color:#222;line-height:1.4}
 h1{border-bottom:2px solid #ccc}h2{border-bottom:1px solid #ddd;margin-top:2em}
 small{color:#777;font-weight:normal}
 table{border-collapse:collapse;margin:.5em 0}
-th,td{border:1px solid #ccc;padding:.2em .6em;text-align:right}
-th{background:#f3f3f3}td.text,th.text{text-align:left}
+th,td{border:1px solid #ccc;padding:.2em .6em;text-align:right;white-space:nowrap}
+th{background:#f3f3f3}td.text,th.text{text-align:left;white-space:normal}
 tr.best td{background:#eef8ee;font-weight:bold}
 pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:90%}
 img{max-width:100%;display:block;margin:.5em 0}

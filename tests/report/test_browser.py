@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from trainlab.report import write_report
 from trainlab.run import fit
 
 from tables import write_table_config, write_table_csv
@@ -125,7 +126,7 @@ def test_fit_report_renders_in_chromium(tmp_path):
         quiet=True,
         echo=lambda _: None,
     )
-    report = Path(summary["report"])
+    report = write_report(summary["run_dir"])  # the CLI renders it after `fit` returns
     assert report.is_file()
 
     shot = _check_page(report, tmp_path / "fit-report.png", min_images=2)  # loss, accuracy

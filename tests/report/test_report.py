@@ -67,7 +67,9 @@ def _assert_self_contained(page: str) -> None:
     assert not re.search(r"<link\b", page)
 
 
-def test_a_run_report_is_one_self_contained_page_with_config_curves_and_diagnosis(run_dir):
+def test_a_run_report_is_one_self_contained_page_with_results_curves_diagnosis_and_config(
+    run_dir,
+):
     out = write_report(run_dir)
     assert out == run_dir / "report.html" and out.is_file()
     page = out.read_text(encoding="utf-8")
@@ -83,6 +85,21 @@ def test_a_run_report_is_one_self_contained_page_with_config_curves_and_diagnosi
     assert f"{summary['test']['accuracy']:.4g}" in page
 
 
+def test_a_run_page_shows_results_first_and_the_config_last_collapsed(run_dir):
+    page = write_report(run_dir).read_text(encoding="utf-8")
+    results = page.index("<h3>Results</h3>")
+    table = page.index("<table>", results)
+    assert ">test</td>" in page[table : page.index("</table>", table)]
+    assert "best epoch <b>" in page[results:]
+    order = [results, page.index("<h3>Curves</h3>"), page.index("<h3>Diagnosis</h3>")]
+    config = page.index("batch_size: 16")
+    assert order == sorted(order) and order[-1] < config
+    details = page.rindex("<details>", 0, config)
+    assert page[details:config].startswith("<details><summary>config.yaml</summary>")
+    assert "</details>" in page[config:]
+    assert page.count("<details>") == 1
+
+
 def _escaped(text: str) -> str:
     import html
 
@@ -93,6 +110,7 @@ def test_a_run_killed_before_its_summary_still_gets_its_curves(run_dir, tmp_path
     (run_dir / "summary.json").unlink()
     page = write_report(run_dir, out=tmp_path / "partial.html").read_text(encoding="utf-8")
     assert "no summary.json" in page
+    assert "best epoch so far (from metrics.jsonl)" in page
     assert len(_images(page)) >= 2
     assert "computed here from metrics.jsonl" in page  # the diagnosis still shows
 
@@ -166,6 +184,21 @@ def test_two_runs_get_a_comparison_table_and_overlaid_curves(run_dir, tmp_path):
     assert write_report([run_dir, other]) == tmp_path / "report.html"
 
 
+def test_runs_that_share_a_name_are_labelled_by_their_path_below_the_common_folder(
+    run_dir, tmp_path
+):
+    import shutil
+
+    runs = [tmp_path / "sweep" / v / "seed0" for v in ("optimizer.lr=0.1", "optimizer.lr=1")]
+    for run in runs:
+        shutil.copytree(run_dir, run)
+    page = write_report(runs).read_text(encoding="utf-8")
+    comparison = page.split("<h2>Comparison</h2>", 1)[1].split("</table>", 1)[0]
+    assert '<td class="text">optimizer.lr=0.1/seed0</td>' in comparison
+    assert '<td class="text">optimizer.lr=1/seed0</td>' in comparison
+    assert str(tmp_path) not in comparison
+
+
 def _fake_study(tmp_path, run_dir):
     """A study directory as `trainlab tune` leaves it, with run_dir as its final run."""
     study = tmp_path / "study"
@@ -213,6 +246,12 @@ def test_a_study_report_shows_importances_trials_and_its_final_run(run_dir, tmp_
     assert "0.7777" in page and "0.8" in page and "0.7" in page
     final = page.split("<h3>Final run</h3>", 1)[1]
     assert "tiny-a" in final and 'alt="loss curves"' in final
+    # results first; the final run's config last in its section, collapsed
+    assert page.index("<h3>Result</h3>") < page.index("<h3>Final run</h3>")
+    config = final.index("batch_size: 16")
+    assert final.rindex("<details><summary>config.yaml</summary>", 0, config) > final.index(
+        "<h4>Diagnosis</h4>"
+    )
     assert len(_images(page)) >= 4
 
 

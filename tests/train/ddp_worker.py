@@ -67,3 +67,7 @@ if __name__ == "__main__":
     for case in CASES:
         result = train(case)
         torch.save(result, out / f"{case}-rank{dist.get_rank()}.pt")
+    # leave together: a rank that exits with the process group alive can abort in gloo's
+    # threads ("terminate called without an active exception"), failing the launch
+    dist.barrier()
+    dist.destroy_process_group()

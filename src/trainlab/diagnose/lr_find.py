@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-import textwrap
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainlab import figures
 from trainlab.train.trainer import resolve_device, rng_state, set_rng_state
 
 __all__ = ["LRFinderResult", "RULES", "lr_find", "suggest"]
@@ -73,60 +73,24 @@ class LRFinderResult:
     def plot(self, path: str | Path) -> Path:
         """Save the loss curve as a PNG: loss against learning rate on a log axis.
 
-        The raw losses are drawn faint, the smoothed ones bold, and the suggestion as a
-        dashed vertical line with its value in the legend. Non-finite points are left out,
-        and the vertical axis spans the smoothed curve up to the point that stopped the run,
-        so an explosion does not flatten the rest. Drawn on matplotlib's Agg canvas
-        directly: no pyplot, no global backend.
+        The drawing is :func:`trainlab.figures.lr_find_plot`, the one the run's report
+        shows: raw losses faint, smoothed ones bold, the suggestion as a dashed line.
 
         Returns
         -------
         pathlib.Path
             ``path``; its parent folders are created if missing.
         """
-        # Imported here: matplotlib is slow to import and only plotting needs it.
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lrs = np.asarray(self.lrs, dtype=float)
-        raw = _finite_or_nan(self.losses)
-        smoothed = _finite_or_nan(self.smoothed)
-
-        fig = Figure(figsize=(7, 4.5), layout="constrained")
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        ax.plot(lrs, raw, color="tab:blue", alpha=0.3, linewidth=1, label="loss (per batch)")
-        ax.plot(lrs, smoothed, color="tab:blue", linewidth=2.2, label="smoothed loss")
-        if self.suggestion is not None:
-            ax.axvline(
-                self.suggestion,
-                color="tab:red",
-                linestyle="--",
-                linewidth=1.5,
-                label=f"{self.rule}: lr = {self.suggestion:.2g}",
-            )
-        ax.set_xscale("log")
-        # The vertical axis leaves out the point that stopped the run and raw losses above
-        # their 90th percentile (exploded batches): they would flatten the rest of the curve.
-        shown = smoothed[:-1] if self.stopped_early and len(smoothed) > 1 else smoothed
-        shown = shown[np.isfinite(shown)]
-        if shown.size:
-            low = min(shown.min(), np.nanmin(raw))
-            high = max(shown.max(), np.nanpercentile(raw, 90))
-            if high > low:
-                pad = 0.05 * (high - low)
-                ax.set_ylim(low - pad, high + pad)
-        ax.set_xlabel("learning rate (log scale)")
-        ax.set_ylabel("training loss")
-        stopped = " (stopped early: the loss exploded)" if self.stopped_early else ""
-        fig.suptitle("LR range test" + stopped)
-        ax.set_title(textwrap.fill(self.message, 110), fontsize=7.5, loc="left", color="dimgray")
-        ax.grid(True, which="major", alpha=0.3)
-        ax.legend(loc="best")
-        fig.savefig(path, dpi=120)
-        return path
+        fig = figures.lr_find_plot(
+            self.lrs,
+            self.losses,
+            self.smoothed,
+            self.suggestion,
+            rule=self.rule,
+            message=self.message,
+            stopped_early=self.stopped_early,
+        )
+        return figures.save(fig, path)
 
 
 def lr_find(
@@ -410,11 +374,6 @@ def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
             yield batch
         if empty:
             return
-
-
-def _finite_or_nan(values: list[float]) -> np.ndarray:
-    a = np.asarray(values, dtype=float)
-    return np.where(np.isfinite(a), a, np.nan)
 
 
 def _check_arguments(

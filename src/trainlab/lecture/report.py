@@ -16,6 +16,7 @@ from typing import Any
 from trainlab.figures import png_uri
 from trainlab.pages import escape, img, missing, number, table, write_page
 
+from . import optimizers, techniques  # noqa: F401 — importing registers their claims
 from .claims import EXPERIMENTS, ClaimResult
 
 __all__ = ["run_lecture", "write_lecture_report", "numbers_html"]
@@ -23,11 +24,6 @@ __all__ = ["run_lecture", "write_lecture_report", "numbers_html"]
 _COLOURS = {"held": "#1a7f37", "did not hold": "#cf222e", "inconclusive": "#9a6700"}
 #: A list of numbers longer than this shows as "first → last (n values)".
 _LIST_SHOWN = 6
-
-
-def _load_experiments() -> None:
-    # importing registers them (claims.register); kept here so the CLI imports nothing heavy
-    from . import optimizers, techniques  # noqa: F401
 
 
 def _order(claim: str) -> tuple[int, str]:
@@ -43,7 +39,6 @@ def run_lecture(
 ) -> list[ClaimResult]:
     """Run every claim's experiment (or ``only`` those), one after another; each result's
     ``seconds`` is the experiment's wall time, measured here."""
-    _load_experiments()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     wanted = sorted(EXPERIMENTS if only is None else set(only), key=_order)

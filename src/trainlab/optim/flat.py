@@ -48,6 +48,8 @@ from typing import Any
 
 import torch
 
+from trainlab.errors import first_line
+
 from ._precision import state_dtype
 
 __all__ = [
@@ -234,9 +236,8 @@ def _run_compiled(opt, group, p, g, state, step) -> bool:
         _compiled(source)(*buffers, scalars)
     except Exception as err:  # noqa: BLE001 - a compiler failure must never stop training
         _compile_failed = True
-        first = str(err).splitlines()[0] if str(err) else ""
         warnings.warn(
-            f"trainlab.optim: torch.compile failed ({type(err).__name__}: {first}); "
+            f"trainlab.optim: torch.compile failed ({type(err).__name__}: {first_line(err)}); "
             "impl='flat' runs eagerly from now on",
             RuntimeWarning,
             stacklevel=5,

@@ -34,6 +34,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from trainlab.errors import first_line
+
 __all__ = ["available", "reproduces_torch", "Twisters"]
 
 N = 624  # MT19937's state words
@@ -157,7 +159,7 @@ def available() -> bool:
             if not reproduces_torch():
                 why = "its masks differ from this torch's"
         except Exception as err:  # noqa: BLE001 - a failing kernel must not stop a sweep
-            why = f"it failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            why = f"it failed: {type(err).__name__}: {first_line(err)}"
     if why is not None:
         warnings.warn(
             f"trainlab.sweep: the compiled dropout masks are not used ({why}); "

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from trainlab.atomic import remove_partial_writes, replace_atomically, write_atomic
-from trainlab.errors import UserError
+from trainlab.errors import UserError, first_line
 
 __all__ = [
     "CheckpointError",
@@ -54,11 +54,6 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
         raise CheckpointError(f"cannot write checkpoint {path}: {reason}{kept}") from err
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _damaged_record(path: Path) -> str | None:
     """The name of the first record of the zip archive whose CRC-32 does not match, if any
     (torch.load itself does not check them: a flipped bit in a tensor would load)."""
@@ -66,7 +61,7 @@ def _damaged_record(path: Path) -> str | None:
         with zipfile.ZipFile(path) as archive:
             return archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as err:
-        return f"? ({_first_line(err)})"
+        return f"? ({first_line(err)})"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -106,7 +101,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if not zipfile.is_zipfile(path):
             reason = "not a complete checkpoint archive (zip)"
         else:
-            reason = _first_line(err)
+            reason = first_line(err)
         raise CheckpointError(f"truncated or corrupted checkpoint {path}: {reason}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"not a trainlab checkpoint: {path} holds a {type(state).__name__}")

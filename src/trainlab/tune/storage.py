@@ -18,7 +18,7 @@ from typing import Any
 
 import optuna
 
-from trainlab.errors import UserError
+from trainlab.errors import UserError, first_line
 
 __all__ = [
     "GRACE",
@@ -74,17 +74,12 @@ def open_storage(spec: str, workers: int = 1) -> Any:
                     ),
                 )
         except Exception as err:  # noqa: BLE001 — any connection problem is the user's to fix
-            first = _shown(spec, _first_line(err))
+            first = _shown(spec, first_line(err))
             raise TuneError(
                 f"--storage {_shown(spec)}: cannot open the database: {first}"
             ) from None
     backend = optuna.storages.journal.JournalFileBackend(str(spec))
     return optuna.storages.JournalStorage(backend)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _shown(url: str, text: str | None = None) -> str:
@@ -117,7 +112,7 @@ def _reconnecting(method: Callable[..., Any]) -> Callable[..., Any]:
                 if not _connection_lost(err):
                     raise
                 if time.monotonic() >= deadline:
-                    cause = _first_line(err.__cause__ or err)
+                    cause = first_line(err.__cause__ or err)
                     self.lost = TuneError(
                         f"the study's database {_shown(str(self.url))} has not answered for "
                         f"{RECONNECT_SECONDS:g} s ({_shown(str(self.url), cause)}); the study "
