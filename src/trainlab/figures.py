@@ -7,7 +7,8 @@ and nothing left open; constrained layout); :func:`save` writes it as a PNG file
 date). Every module that draws (reports, compare, the lecture, the LR finder) goes through
 these three. The ``*_figure`` functions draw the report's plots and return the URI, ready
 for an ``<img src>``. Non-finite values (NaN, inf) are drawn as gaps.
-This module imports nothing from trainlab.
+
+It imports only :mod:`trainlab.atomic` from trainlab (a PNG is written whole or not at all).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from trainlab.atomic import replace_atomically
 
 __all__ = [
     "DPI",
@@ -80,14 +83,12 @@ def _png(fig, target, dpi: float) -> None:
 
 
 def save(fig, path: str | Path, dpi: float = DPI) -> Path:
-    """Write ``fig`` as a PNG file at ``path`` (its folders are made); returns the path.
+    """Write ``fig`` as a PNG file at ``path`` atomically (its folders are made); returns
+    the path.
 
     The bytes depend only on the drawing: saving the same figure twice gives the same file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _png(fig, path, dpi)
-    return path
+    return replace_atomically(path, lambda f: _png(fig, f, dpi))
 
 
 def encode(fig, dpi: float = DPI) -> str:

@@ -3,7 +3,7 @@ a :func:`page` of sections built from these few helpers.
 
 A page is self-contained: the style is inline, figures are ``data:`` URIs, there is no
 script and no reference outside the file. Every text is HTML-escaped where it enters.
-This module imports nothing from trainlab.
+It imports only :mod:`trainlab.atomic` (a page is written whole or not at all).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import html
 import math
 from pathlib import Path
 from typing import Any
+
+from trainlab.atomic import write_atomic
 
 __all__ = ["page", "write_page", "escape", "number", "missing", "img", "table", "details", "CSS"]
 
@@ -104,8 +106,5 @@ def page(title: str, body: str) -> str:
 
 
 def write_page(path: str | Path, title: str, body: str) -> Path:
-    """Write :func:`page` to ``path`` (its directory is made); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page(title, body), encoding="utf-8")
-    return path
+    """Write :func:`page` to ``path`` atomically (its directory is made); returns the path."""
+    return write_atomic(path, page(title, body))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from trainlab.atomic import write_atomic
 from trainlab.figures import png_uri
 from trainlab.pages import escape, img, missing, number, table, write_page
 
@@ -175,9 +176,7 @@ def write_lecture_report(results: list[ClaimResult], out_dir: str | Path) -> Pat
     ``lecture.html`` (figures embedded, numbers rounded)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "lecture.json").write_text(
-        json.dumps([r.to_dict() for r in results], indent=2) + "\n", encoding="utf-8"
-    )
+    write_atomic(out / "lecture.json", json.dumps([r.to_dict() for r in results], indent=2) + "\n")
     counts = {v: sum(r.verdict == v for r in results) for v in _COLOURS}
     body = [
         "<p>"
