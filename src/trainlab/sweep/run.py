@@ -418,7 +418,7 @@ def sweep(
         "variants": _variants(runs),
         "report_runs": _best_runs(runs, metric),
     }
-    save_config(base, out / "config.yaml")
+    save_config(base, out / RunDir.CONFIG)
     result["csv"] = str(_write_csv(result, out / "sweep.csv"))
     result["markdown"] = str(_write_markdown(result, out / "sweep.md"))
     write_atomic(out / "sweep.json", dumps(result))

@@ -130,13 +130,16 @@ class Checkpoint(Callback):
         self.extra = extra or dict
         self._saved_epoch: int | None = None
 
+    #: The file names in ``directory`` (a run directory's ``checkpoints/``).
+    LAST, BEST = "last.pt", "best.pt"
+
     @property
     def last(self) -> Path:
-        return self.directory / "last.pt"
+        return self.directory / self.LAST
 
     @property
     def best(self) -> Path:
-        return self.directory / "best.pt"
+        return self.directory / self.BEST
 
     def on_fit_start(self, trainer) -> None:
         remove_partial_writes(self.directory)  # left by a write a kill interrupted

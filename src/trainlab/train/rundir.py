@@ -28,6 +28,7 @@ from typing import Any
 from trainlab.atomic import write_atomic
 from trainlab.errors import UserError
 
+from .callbacks import Checkpoint
 from .metrics import history_best, infer_task
 
 __all__ = ["RunDir", "RunError", "make_summary", "require_empty"]
@@ -189,11 +190,11 @@ class RunDir:
 
     @property
     def last(self) -> Path:
-        return self.checkpoints / "last.pt"
+        return self.checkpoints / Checkpoint.LAST
 
     @property
     def best(self) -> Path:
-        return self.checkpoints / "best.pt"
+        return self.checkpoints / Checkpoint.BEST
 
     @property
     def summary(self) -> Path:
