@@ -147,7 +147,7 @@ def _block_tail(
     if pool is not None:
         layers.append((f"{prefix}_pool", pool))
     if dropout > 0:
-        layers.append((f"{prefix}_dropout", Dropout(dropout, dropout_mode)))
+        layers.append((f"{prefix}_dropout", Dropout(dropout, mode=dropout_mode)))
     return layers
 
 

@@ -76,21 +76,24 @@ class Dropout(nn.Module):
     Parameters
     ----------
     p : float
-        Drop probability in [0, 1). Default 0.5.
+        Drop probability in [0, 1]; 1 zeroes every unit in training (as torch). Default 0.5.
+    inplace : bool
+        Overwrite the input (torch's argument). Default False.
     mode : {"inverted", "scale_at_test"}
-        Where the 1 − p rescaling happens. Default ``"inverted"``.
+        Keyword only: where the 1 − p rescaling happens. Default ``"inverted"``.
 
     Raises
     ------
     ValueError
-        For ``p`` outside [0, 1) or an unknown ``mode``.
+        For ``p`` outside [0, 1] or an unknown ``mode``.
     """
 
-    def __init__(self, p: float = 0.5, mode: str = "inverted") -> None:
+    def __init__(self, p: float = 0.5, inplace: bool = False, *, mode: str = "inverted") -> None:
         super().__init__()
-        check_range("p", p, 0.0, 1.0, high_open=True, owner="Dropout")
+        check_range("p", p, 0.0, 1.0, owner="Dropout")
         check_choice("mode", mode, DROPOUT_MODES, owner="Dropout")
         self.p = float(p)
+        self.inplace = bool(inplace)
         self.mode = mode
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
@@ -98,14 +101,16 @@ class Dropout(nn.Module):
             return input
         if self.training:
             if self.mode == "inverted":
-                return F.dropout(input, self.p, training=True)
-            return input * torch.bernoulli(torch.full_like(input, 1.0 - self.p))
+                return F.dropout(input, self.p, True, self.inplace)
+            mask = torch.bernoulli(torch.full_like(input, 1.0 - self.p))
+            return input.mul_(mask) if self.inplace else input * mask
         if self.mode == "scale_at_test":
-            return input * (1.0 - self.p)
+            return input.mul_(1.0 - self.p) if self.inplace else input * (1.0 - self.p)
         return input
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, mode={self.mode!r}"
+        inplace = ", inplace=True" if self.inplace else ""
+        return f"p={self.p}{inplace}, mode={self.mode!r}"
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -138,21 +143,28 @@ class _BatchNormStats:
         eps: float = 1e-5,
         momentum: float | None = 0.1,
         affine: bool = True,
+        track_running_stats: bool = True,
+        device: Any = None,
+        dtype: Any = None,
         *,
         stats: str = "running",
         sync: bool = False,
-        device: Any = None,
-        dtype: Any = None,
     ) -> None:
         owner = type(self).__name__
         check_choice("stats", stats, BATCH_NORM_STATS, owner=owner)
+        if stats == "exact" and not track_running_stats:
+            raise ValueError(
+                f"{owner}: stats='exact' keeps its statistics in the running buffers; "
+                "track_running_stats must be True"
+            )
         check_range("num_features", num_features, 1, integer=True, owner=owner)
         check_range("eps", eps, 0.0, low_open=True, owner=owner)
         if momentum is not None:
             check_range("momentum", momentum, 0.0, 1.0, owner=owner)
-        super().__init__(num_features, eps, momentum, affine, True, device, dtype)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         self.stats = stats
         self.sync = bool(sync)
+        self._owner = owner  # the class name, for TorchScript's error message
         self._has_exact_stats = False
 
     def _synced(self) -> bool:
@@ -169,10 +181,11 @@ class _BatchNormStats:
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(input)
-        if self.training and self._synced():
-            # The weights are being trained: exact statistics from before are stale.
-            self._has_exact_stats = False
-            return self._sync_forward(input)
+        if not torch.jit.is_scripting():  # TorchScript has no process groups
+            if self.training and self._synced():
+                # The weights are being trained: exact statistics from before are stale.
+                self._has_exact_stats = False
+                return self._sync_forward(input)
         return self.normalize(
             input,
             self.weight,
@@ -199,6 +212,8 @@ class _BatchNormStats:
             self._has_exact_stats = False
             if self.stats == "exact":  # batch statistics; the buffers are left alone
                 return F.batch_norm(input, None, None, weight, bias, True, 0.0, self.eps)
+            if num_batches_tracked is None:  # track_running_stats=False: batch statistics
+                return F.batch_norm(input, None, None, weight, bias, True, 0.0, self.eps)
             num_batches_tracked.add_(1)
             factor = self._factor(num_batches_tracked)
             return F.batch_norm(
@@ -206,11 +221,13 @@ class _BatchNormStats:
             )
         if self.stats == "exact" and not self._has_exact_stats:
             raise RuntimeError(
-                f"{type(self).__name__}(stats='exact') has no exact statistics for its "
+                f"{self._owner}(stats='exact') has no exact statistics for its "
                 "current weights: call trainlab.nn.recalibrate(model, train_loader) after "
                 "training and before evaluating"
             )
-        return F.batch_norm(input, running_mean, running_var, weight, bias, False, 0.0, self.eps)
+        # Without running buffers (track_running_stats=False) eval uses the batch, as torch.
+        batch = running_mean is None
+        return F.batch_norm(input, running_mean, running_var, weight, bias, batch, 0.0, self.eps)
 
     def _factor(self, count: torch.Tensor | None = None) -> float:
         if self.momentum is None:  # cumulative average, as torch
@@ -232,7 +249,7 @@ class _BatchNormStats:
         out = centered * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
-        if self.stats == "running":
+        if self.stats == "running" and self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 factor = self._factor()
@@ -283,10 +300,15 @@ _BATCH_NORM_DOC = """Batch normalization over {shape}: statistics per {unit}, ov
         Weight of the newest batch in the moving averages. Default 0.1.
     affine : bool
         Learnable γ (``weight``, init 1) and β (``bias``, init 0). Default True.
+    track_running_stats : bool
+        Keep the buffers; False (torch's meaning): no buffers, eval uses the batch's
+        statistics too (refused with ``stats="exact"``). Default True.
+    device, dtype
+        Of the parameters and buffers, as torch.
     stats : {{"running", "exact"}}
-        Which statistics eval uses (above). Default ``"running"``.
+        Keyword only: which statistics eval uses (above). Default ``"running"``.
     sync : bool
-        In a distributed run (a process group of more than one rank), take μ and σ² in
+        Keyword only. In a distributed run (a process group of more than one rank), take μ and σ² in
         training over the global batch, the union of every rank's batch (sums all-reduced,
         gradients too), so N processes compute what one process computes on the whole
         batch; the moving averages then use the global N. Without a process group it is
@@ -365,7 +387,9 @@ def recalibrate(model: nn.Module, loader: Iterable) -> nn.Module:
         loader yields nothing, or a batch-norm layer is never called.
     """
     named = list(model.named_modules())
-    layers = [(name, m) for name, m in named if isinstance(m, _BatchNormStats)]
+    layers = [
+        (name, m) for name, m in named if isinstance(m, _BatchNormStats) and m.track_running_stats
+    ]
     foreign = [
         f"{name or '<root>'} ({type(m).__name__})"
         for name, m in named
@@ -502,10 +526,11 @@ class InstanceNorm1d(_OwnStatistics, nn.InstanceNorm1d):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if input.dim() != 3:
             raise ValueError(
-                f"InstanceNorm1d needs N × C × L input; got shape {tuple(input.shape)} "
+                f"InstanceNorm1d needs N × C × L input; got shape {input.shape} "
                 "(for N × D features use layer norm)"
             )
-        return super().forward(input)
+        # torch's forward, for the batched input and no running statistics (scriptable).
+        return F.instance_norm(input, None, None, self.weight, self.bias, True, 0.0, self.eps)
 
 
 class InstanceNorm2d(_OwnStatistics, nn.InstanceNorm2d):
