@@ -321,16 +321,18 @@ def test_unfitted_estimator_has_no_fitted_attributes():
     assert hasattr(Standardize().fit(_data()), "scale_")
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
-def test_non_finite_input_error_names_row_and_column(bad):
+@pytest.mark.parametrize(
+    ("bad", "spelled"), [(float("nan"), "NaN"), (float("inf"), "inf"), (float("-inf"), "-inf")]
+)
+def test_non_finite_input_error_names_row_and_column(bad, spelled):
     x = _data(n=10, d=3)
     x[3, 1] = bad
     x[7, 2] = bad
     with pytest.raises(
-        ValueError, match=rf"^Standardize.fit: non-finite value {bad} at row 3, column 1$"
+        ValueError, match=rf"^Standardize.fit: non-finite value {spelled} at row 3, column 1$"
     ):
         Standardize().fit(x)
-    with pytest.raises(ValueError, match=rf"Whiten.partial_fit: .* {bad} at row 3, column 1"):
+    with pytest.raises(ValueError, match=rf"Whiten.partial_fit: .* {spelled} at row 3, column 1"):
         Whiten().partial_fit(torch.from_numpy(x))
     with pytest.raises(ValueError, match=r"Center.transform: .* at row 3, column 1"):
         Center().fit(x[:3]).transform(x)
@@ -363,9 +365,10 @@ def test_zero_variance_feature_keeps_standardize_equal_to_standard_scaler():
 
 def test_feature_count_mismatch_is_a_clear_error():
     standardize = Standardize().fit(_data(d=4))
-    with pytest.raises(ValueError, match="x has 3 features .* fitted with 4"):
+    message = "X has 3 features, but Standardize is expecting 4 features as input"
+    with pytest.raises(ValueError, match=f"^Standardize.transform: {message}$"):
         standardize.transform(_data(d=3))
-    with pytest.raises(ValueError, match="x has 3 features .* fitted with 4"):
+    with pytest.raises(ValueError, match=f"^Standardize.partial_fit: {message}$"):
         standardize.partial_fit(_data(d=3))
 
 
@@ -376,6 +379,8 @@ def test_one_dimensional_and_empty_inputs_are_rejected():
         Center().fit(np.zeros((0, 3)))
     with pytest.raises(TypeError, match="real numbers"):
         Center().fit(np.array([["a", "b"]]))
+    with pytest.raises(ValueError, match="real numbers; could not convert string"):
+        Center().fit(np.array([[1.0, "b"]], dtype=object))
 
 
 @pytest.mark.parametrize(
@@ -392,19 +397,29 @@ def test_one_dimensional_and_empty_inputs_are_rejected():
         ({"eps": True}, "eps"),
     ],
 )
-def test_bad_parameters_raise_value_error_naming_the_parameter(params, parameter):
-    with pytest.raises(ValueError, match=rf"Whiten: {parameter} must be"):
-        Whiten(**params)
+def test_bad_parameters_raise_value_error_naming_the_parameter_in_fit(params, parameter):
+    white = Whiten(**params)  # scikit-learn's rule: the constructor only stores them
+    assert white.get_params() == {"method": "pca", "eps": 1e-5, **params}
+    for fit in (white.fit, white.partial_fit, Pipeline([Center(), white]).fit):
+        with pytest.raises(ValueError, match=rf"^Whiten: {parameter} must be"):
+            fit(_data())
+    with pytest.raises(ValueError, match=rf"^Whiten: {parameter} must be"):
+        Whiten(**params).load_state_dict(Whiten().fit(_data()).state_dict())
 
 
-def test_set_params_validates_like_the_constructor():
-    white = Whiten()
+def test_set_params_stores_and_fit_validates():
+    white = Whiten().fit(_data())
+    pca = white.transform(_data())
     assert white.set_params(method="zca") is white and white.method == "zca"
+    # Refit from the stored statistics with the new parameters, no pass over the data.
+    np.testing.assert_allclose(white.transform(_data()), Whiten("zca").fit_transform(_data()))
+    assert not np.allclose(white.transform(_data()), pca)
+    white.set_params(eps=0)
     with pytest.raises(ValueError, match="eps must be"):
-        white.set_params(eps=0)
-    with pytest.raises(ValueError, match="unknown parameter"):
+        white.fit(_data())
+    with pytest.raises(ValueError, match="Invalid parameter 'sigma'"):
         white.set_params(sigma=1)
-    assert white.get_params() == {"method": "zca", "eps": 1e-5}
+    assert white.get_params() == {"method": "zca", "eps": 0}
 
 
 # -------------------------------------------------------------------------------- state
@@ -471,6 +486,12 @@ def test_create_maps_config_names_to_estimators():
 def test_create_with_an_unknown_name_lists_the_allowed_names():
     with pytest.raises(ValueError, match="center, standardize, whiten_pca, whiten_zca"):
         create("normalize")
+
+
+def test_create_checks_the_parameters_at_once_unlike_the_constructor():
+    with pytest.raises(ValueError, match="^Whiten: eps must be"):
+        create("whiten_zca", eps=0.0)
+    assert Whiten("zca", eps=0.0).eps == 0.0  # scikit-learn's rule: checked in fit
 
 
 # --------------------------------------------------------------------------- lecture C8

@@ -151,7 +151,7 @@ def test_fit_of_a_read_only_memory_map_equals_fit_of_the_array_and_leaves_it_rea
 def test_a_non_finite_value_in_a_later_block_is_named_by_row_and_column(bad, blocks):
     x = _offset_data(1000, 4, offset=1.0, smallest=0.5).astype(np.float32)
     x[700, 3] = bad
-    with pytest.raises(ValueError, match=rf"^Whiten.fit: non-finite value {bad} at row 700, "):
+    with pytest.raises(ValueError, match=rf"^Whiten.fit: non-finite value (?i:{bad}) at row 700, "):
         Whiten().fit(x)
     with pytest.raises(ValueError, match=r"^Pipeline.partial_fit: .* at row 700, column 3$"):
         Pipeline([Standardize(), Whiten()]).partial_fit(x)

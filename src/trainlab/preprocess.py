@@ -1,10 +1,20 @@
 """Data preprocessing: centering, per-dimension variance normalization, PCA and ZCA whitening.
 
-The lecture's three preprocessing steps as estimators with scikit-learn's conventions
-(``fit`` returns ``self``, fitted attributes end in ``_``, parameters are validated when
-the estimator is built, ``transform`` before ``fit`` raises :class:`NotFittedError`). They
-take torch tensors (any device; the output keeps the input's device and dtype) or NumPy
-arrays (the output is NumPy).
+The lecture's three preprocessing steps as scikit-learn estimators: ``Center``,
+``Standardize`` and ``Whiten`` subclass ``BaseEstimator`` and ``TransformerMixin`` and pass
+``sklearn.utils.estimator_checks`` (tests/test_preprocess_sklearn.py). ``fit`` returns
+``self``, fitted attributes end in ``_``, the constructor only stores its parameters and
+``fit`` validates them, ``transform`` before ``fit`` raises :class:`NotFittedError`,
+``set_output(transform="pandas")``, ``get_feature_names_out`` and ``feature_names_in_``
+work as in scikit-learn. They take torch tensors (any device; the output keeps the input's
+device and dtype), NumPy arrays and array-likes (lists, DataFrames, object arrays of
+numbers; the output is NumPy, or a DataFrame under ``set_output``). Sparse input is
+refused: centering makes it dense.
+
+``Pipeline`` is trainlab's own container, not a scikit-learn estimator: its point is that
+``partial_fit`` streams the input's moments through every step in one pass, which
+scikit-learn's ``Pipeline`` cannot do. To put the preprocessors in a scikit-learn
+pipeline, use ``sklearn.pipeline.make_pipeline(Center(), Whiten())``.
 
 Statistics always come from the training split only, are accumulated in float64 (the
 products behind a float32 input's covariance are float32, see :class:`Whiten`), and are
@@ -19,14 +29,23 @@ positions, is a sample of that channel's distribution. Whitening needs an N×D i
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse
+import sklearn.exceptions
 import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    OneToOneFeatureMixin,
+    TransformerMixin,
+)
+from sklearn.utils._set_output import _wrap_data_with_container
+from sklearn.utils.validation import validate_data
 from torch import Tensor
 
 from trainlab.errors import check_choice, check_range
@@ -45,11 +64,12 @@ __all__ = [
 _WHITEN_METHODS = ("pca", "zca")
 
 
-class NotFittedError(ValueError, AttributeError):
+class NotFittedError(sklearn.exceptions.NotFittedError):
     """Raised when an estimator is used before ``fit``, ``partial_fit`` or ``load_state_dict``.
 
-    A subclass of both ``ValueError`` and ``AttributeError``, like scikit-learn's, so that
-    ``hasattr(estimator, "mean_")`` is ``False`` on an unfitted estimator.
+    scikit-learn's ``NotFittedError`` (so ``except`` clauses written for it catch this),
+    which is both a ``ValueError`` and an ``AttributeError``: ``hasattr(estimator, "mean_")``
+    is ``False`` on an unfitted estimator.
     """
 
 
@@ -220,14 +240,33 @@ def _eigh(c: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _as_tensor(x: Any, where: str) -> tuple[Tensor, bool]:
-    """The input as a floating-point tensor, and whether it came as NumPy (or array-like)."""
+    """The input as a floating-point tensor, and whether it came as NumPy (or array-like).
+
+    An object array (a DataFrame of mixed columns, say) is converted to float64, as
+    scikit-learn's ``check_array`` does; sparse input is refused by name.
+    """
     if isinstance(x, Tensor):
+        if x.is_sparse or x.layout != torch.strided:
+            raise TypeError(f"{where}: sparse input is not supported; densify it first")
         if x.is_complex():
-            raise TypeError(f"{where}: complex input is not supported (dtype {x.dtype})")
+            raise ValueError(f"{where}: Complex data not supported; got dtype {x.dtype}")
         return (x if x.is_floating_point() else x.to(torch.get_default_dtype())), False
+    if scipy.sparse.issparse(x):
+        # Centering makes a sparse matrix dense; doing it explicitly is the user's call.
+        raise TypeError(
+            f"{where}: sparse input ({type(x).__name__}) is not supported; densify it with "
+            "x.toarray() first"
+        )
     a = np.asarray(x)
+    if a.dtype.kind == "O":
+        try:
+            a = a.astype(np.float64)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{where}: expected real numbers; {error}") from None
+    if a.dtype.kind == "c":  # scikit-learn's error and wording
+        raise ValueError(f"{where}: Complex data not supported; got dtype {a.dtype}")
     if a.dtype.kind not in "f" or a.dtype.itemsize > 8:
-        if a.dtype.kind == "c" or a.dtype.kind not in "biuf":
+        if a.dtype.kind not in "biuf":
             raise TypeError(
                 f"{where}: expected a torch.Tensor or a NumPy array of real numbers; "
                 f"got {type(x).__name__} with dtype {a.dtype}"
@@ -255,10 +294,11 @@ def _check_finite(t: Tensor, where: str) -> None:
     first = int(bad.reshape(-1).to(torch.uint8).argmax())  # first bad value, row-major
     index = np.unravel_index(first, tuple(t.shape))
     value = float(t[tuple(int(i) for i in index)])
+    spelled = "NaN" if value != value else str(value)  # NaN as numpy and scikit-learn spell it
     at = f"row {index[0]}, column {index[1]}"
     if t.ndim > 2:
         at = f"row {index[0]}, channel {index[1]}, position {tuple(int(i) for i in index[2:])}"
-    raise ValueError(f"{where}: non-finite value {value} at {at}")
+    raise ValueError(f"{where}: non-finite value {spelled} at {at}")
 
 
 def _work_dtype(t: Tensor) -> torch.dtype:
@@ -273,29 +313,36 @@ def _fitted_attribute(name: str, doc: str) -> property:
     return property(lambda self: self._attributes()[name], doc=doc)
 
 
-class _Preprocessor:
+class _Preprocessor(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Shared machinery: input checks, streaming statistics, scikit-learn's estimator API.
 
     A subclass sets ``_kind`` (which M2 it needs: "none", "diag" or "full"), ``_state_keys``
     and implements ``_finalize`` (moments → fitted attributes), ``_transform``,
-    ``_inverse_transform`` and ``_map_moments`` (moments of its output, for ``Pipeline``).
+    ``_inverse_transform`` and ``_map_moments`` (moments of its output, for ``Pipeline``);
+    one with parameters stores them in ``__init__`` and checks them in ``_validate_params``.
+
+    ``n_features_in_`` (D, or C) is set by ``fit``, ``partial_fit`` and ``load_state_dict``;
+    ``feature_names_in_`` by a ``fit`` on a DataFrame, as in scikit-learn.
+
+    ``set_output``: scikit-learn wraps ``transform`` in its output container (a DataFrame)
+    automatically; here ``auto_wrap_output_keys=None`` turns that off for this class, and
+    ``transform`` wraps only what did not come in as a tensor, so a tensor in is a tensor
+    out whatever ``set_output`` or ``sklearn.set_config`` says. (The subclasses keep the
+    default keys, which is what makes ``set_output`` available on them.)
     """
 
     _kind = "none"
     _two_d_only = False
     _state_keys: tuple[str, ...] = ()
+    # The state behind the fitted attributes; class-level None, so ``__init__`` stores
+    # nothing but the parameters (scikit-learn's rule, which ``clone`` relies on).
+    _moments: _Moments | None = None
+    _fitted: dict[str, Any] | None = None  # None: recompute from the moments
 
     n_samples_seen_ = _fitted_attribute(
         "n_samples_seen_",
         "Number of samples behind the statistics: rows of an N×D input, N·H·W per channel.",
     )
-    n_features_in_ = _fitted_attribute(
-        "n_features_in_", "Number of features D (or channels C) seen in ``fit``."
-    )
-
-    def __init__(self) -> None:
-        self._moments: _Moments | None = None
-        self._fitted: dict[str, Any] | None = None  # None: recompute from the moments
 
     # -- scikit-learn's estimator API
 
@@ -304,12 +351,17 @@ class _Preprocessor:
 
         Parameters
         ----------
-        x : Tensor or ndarray, N×D (or N×C×… for per-channel statistics)
+        x : Tensor, ndarray or array-like, N×D (or N×C×… for per-channel statistics)
         y : ignored, for scikit-learn compatibility
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        HyperparameterError
+            If a parameter is out of range (a ``ValueError`` naming it).
         """
         self._moments, self._fitted = None, None
         self._accumulate(x, "fit")
@@ -331,6 +383,9 @@ class _Preprocessor:
     def transform(self, x: Tensor | np.ndarray) -> Tensor | np.ndarray:
         """Apply the fitted map; the output has the input's type, device and dtype.
 
+        A tensor gives a tensor; anything else gives NumPy, or the container that
+        ``set_output(transform=...)`` asks for (a DataFrame for "pandas").
+
         Raises
         ------
         NotFittedError
@@ -339,7 +394,10 @@ class _Preprocessor:
             If ``x`` has the wrong shape, a different number of features, or a NaN/Inf.
         """
         t, was_numpy = self._check_input(x, "transform")
-        return _like_input(self._transform(t), was_numpy)
+        z = self._transform(t)
+        if not was_numpy:
+            return z
+        return _wrap_data_with_container("transform", z.numpy(), x, self)
 
     def fit_transform(self, x: Tensor | np.ndarray, y: Any = None) -> Tensor | np.ndarray:
         """``fit(x)`` then ``transform(x)``."""
@@ -350,36 +408,23 @@ class _Preprocessor:
         t, was_numpy = self._check_input(x, "inverse_transform")
         return _like_input(self._inverse_transform(t), was_numpy)
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor's parameters, as scikit-learn's ``get_params``."""
-        names = inspect.signature(type(self).__init__).parameters
-        return {name: getattr(self, name) for name in names if name != "self"}
-
     def set_params(self, **params: Any) -> _Preprocessor:
-        """Set constructor parameters (validated as in the constructor); returns self."""
-        unknown = sorted(set(params) - set(self.get_params()))
-        if unknown:
-            raise ValueError(
-                f"{type(self).__name__}.set_params: unknown parameter(s) {unknown}; "
-                f"valid: {sorted(self.get_params())}"
-            )
-        type(self)(**{**self.get_params(), **params})  # validates
-        for name, value in params.items():
-            setattr(self, name, value)
+        """scikit-learn's ``set_params``; the next ``fit`` checks the values.
+
+        A fitted estimator recomputes its fitted attributes from its statistics with the
+        new parameters (a new ``eps`` needs no pass over the data).
+        """
+        super().set_params(**params)
         self._fitted = None
         return self
 
     def __sklearn_is_fitted__(self) -> bool:
         return self._moments is not None
 
-    def __repr__(self) -> str:
-        defaults = inspect.signature(type(self).__init__).parameters
-        shown = [
-            f"{name}={value!r}"
-            for name, value in self.get_params().items()
-            if value != defaults[name].default
-        ]
-        return f"{type(self).__name__}({', '.join(shown)})"
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
 
     # -- state
 
@@ -401,7 +446,8 @@ class _Preprocessor:
     def load_state_dict(self, state: Mapping[str, Tensor]) -> _Preprocessor:
         """Restore a fitted state from ``state_dict``; works on an unfitted estimator.
 
-        ``partial_fit`` may continue from the restored statistics.
+        ``partial_fit`` may continue from the restored statistics. Feature names are not
+        part of the state.
 
         Returns
         -------
@@ -413,6 +459,7 @@ class _Preprocessor:
             If keys are missing or unexpected, shapes disagree, or the state was saved by
             an estimator with different parameters.
         """
+        self._validate_params()
         name = f"{type(self).__name__}.load_state_dict"
         params = self._params_as_tensors()
         expected = {"n_samples_seen_", *self._state_keys, *params}
@@ -437,9 +484,13 @@ class _Preprocessor:
         attributes.update(n_samples_seen_=n, n_features_in_=d)
         self._moments = _Moments(n, attributes["mean_"], self._m2_from_attributes(attributes))
         self._fitted = attributes
+        self._forget_feature_names(d)
         return self
 
     # -- for subclasses and Pipeline
+
+    def _validate_params(self) -> None:
+        """Check the constructor's parameters (``check_range``/``check_choice``)."""
 
     def _params_as_tensors(self) -> dict[str, Tensor]:
         return {}
@@ -464,6 +515,13 @@ class _Preprocessor:
 
     def _set_moments(self, m: _Moments) -> None:
         self._moments, self._fitted = m.project(self._kind), None
+        self._forget_feature_names(m.mean.shape[0])
+
+    def _forget_feature_names(self, n_features: int) -> None:
+        """Fitted from statistics, not from a DataFrame: D features, no names."""
+        self.n_features_in_ = n_features
+        if hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
 
     def _attributes(self) -> dict[str, Any]:
         """The fitted attributes, computed from the moments when first needed."""
@@ -473,6 +531,7 @@ class _Preprocessor:
                 "'partial_fit' with the training split (or 'load_state_dict') first."
             )
         if self._fitted is None:
+            self._validate_params()
             m = self._moments
             fitted = {"n_samples_seen_": m.n, "n_features_in_": m.mean.shape[0]}
             fitted.update(self._finalize(m))
@@ -489,6 +548,8 @@ class _Preprocessor:
         """Validate ``x`` for ``method``; returns it as a float tensor and whether it was NumPy.
 
         ``fit`` and ``partial_fit`` leave the check for NaN and Inf to ``_Moments.of_batch``.
+        Feature names (``feature_names_in_``) are set and checked by scikit-learn's
+        ``validate_data``, on the input as given.
         """
         where = f"{type(self).__name__}.{method}"
         fitting = method in ("fit", "partial_fit")
@@ -498,11 +559,16 @@ class _Preprocessor:
         _check_shape(t, where, two_d_only=self._two_d_only)
         if self._moments is not None and (method != "fit"):
             _check_features(t, where, self._moments.mean.shape[0], type(self).__name__)
+        reset = method == "fit" or (method == "partial_fit" and self._moments is None)
+        if reset or hasattr(self, "feature_names_in_") or not isinstance(x, Tensor | np.ndarray):
+            # Skipped where it has nothing to check: it costs 40 µs, a small transform's time.
+            validate_data(self, x, reset=reset, skip_check_array=True)
         if not fitting:
             _check_finite(t, where)
         return t, was_numpy
 
     def _accumulate(self, x: Any, method: str) -> None:
+        self._validate_params()
         t, _ = self._check_input(x, method)
         batch = _Moments.of_batch(t, self._kind, f"{type(self).__name__}.{method}")
         self._moments = batch if self._moments is None else self._moments.merge(batch)
@@ -510,29 +576,39 @@ class _Preprocessor:
 
 
 def _check_shape(t: Tensor, where: str, *, two_d_only: bool) -> None:
+    if t.ndim < 2:
+        expected = "a 2-D N×D input" + ("" if two_d_only else ", or N×C×… with channels on dim 1")
+        raise ValueError(  # "Reshape your data": scikit-learn's wording, which its checks match
+            f"{where}: expects {expected}; got shape {tuple(t.shape)}. Reshape your data with "
+            "x.reshape(-1, 1) for a single feature, or x.reshape(1, -1) for a single sample."
+        )
     if two_d_only and t.ndim != 2:
         raise ValueError(
             f"{where}: expects a 2-D N×D input; got shape {tuple(t.shape)}. "
             "Flatten images first, e.g. x.reshape(len(x), -1)."
         )
-    if t.ndim < 2:
+    # scikit-learn's wording (its estimator checks match it).
+    if t.shape[0] == 0:
         raise ValueError(
-            f"{where}: expects a 2-D N×D input, or N×C×… with channels on dim 1; got shape "
-            f"{tuple(t.shape)}. Reshape a single feature with x.reshape(-1, 1)."
+            f"{where}: empty input: 0 sample(s) (shape={tuple(t.shape)}) while a minimum of 1 "
+            "is required."
         )
-    if t.shape[0] == 0 or t.numel() == 0:
-        raise ValueError(f"{where}: got an empty input of shape {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(
+            f"{where}: empty input: 0 feature(s) (shape={tuple(t.shape)}) while a minimum of 1 "
+            "is required."
+        )
 
 
 def _check_features(t: Tensor, where: str, expected: int, fitted_by: str) -> None:
     if t.shape[1] != expected:
-        raise ValueError(
-            f"{where}: x has {t.shape[1]} features (dim 1), but {fitted_by} was fitted "
-            f"with {expected}"
+        raise ValueError(  # scikit-learn's wording (its estimator checks match it)
+            f"{where}: X has {t.shape[1]} features, but {fitted_by} is expecting "
+            f"{expected} features as input"
         )
 
 
-class Center(_Preprocessor):
+class Center(OneToOneFeatureMixin, _Preprocessor):
     r"""Centering: subtract the training mean of every feature.
 
     .. math:: x \mapsto x - μ, \qquad μ = \frac{1}{N} \sum_{i=1}^{N} x^{(i)}
@@ -561,9 +637,6 @@ class Center(_Preprocessor):
 
     mean_ = _fitted_attribute("mean_", "Per-feature training mean μ (float64).")
 
-    def __init__(self) -> None:
-        super().__init__()
-
     def _finalize(self, m: _Moments) -> dict[str, Any]:
         return {"mean_": m.mean}
 
@@ -579,7 +652,7 @@ class Center(_Preprocessor):
         return _Moments(m.n, m.mean - self.mean_.to(m.mean.device), m.m2)
 
 
-class Standardize(_Preprocessor):
+class Standardize(OneToOneFeatureMixin, _Preprocessor):
     r"""Per-dimension variance normalization: center, then divide by the training std.
 
     .. math::
@@ -618,9 +691,6 @@ class Standardize(_Preprocessor):
     mean_ = _fitted_attribute("mean_", "Per-feature training mean μ (float64).")
     var_ = _fitted_attribute("var_", "Per-feature training variance σ² (1/N, float64).")
     scale_ = _fitted_attribute("scale_", "Per-feature σ, 1 where the variance is zero.")
-
-    def __init__(self) -> None:
-        super().__init__()
 
     def _finalize(self, m: _Moments) -> dict[str, Any]:
         var = m.m2 / m.n
@@ -712,8 +782,10 @@ class Whiten(_Preprocessor):
 
     Raises
     ------
-    ValueError
-        If ``method`` is not "pca" or "zca", or ``eps`` is not a positive finite number.
+    HyperparameterError
+        From ``fit``, ``partial_fit`` or ``load_state_dict`` (the constructor only stores
+        its parameters, as scikit-learn's do): if ``method`` is not "pca" or "zca", or
+        ``eps`` is not a positive finite number. A ``ValueError``.
 
     Examples
     --------
@@ -745,15 +817,39 @@ class Whiten(_Preprocessor):
     inverse_whitening_ = _fitted_attribute("inverse_whitening_", "W⁻¹ in z ↦ z W⁻¹ + μ.")
 
     def __init__(self, method: str = "pca", eps: float = 1e-5) -> None:
-        check_choice("method", method, _WHITEN_METHODS, owner="Whiten")
-        check_range("eps", eps, 0.0, low_open=True, owner="Whiten")
-        super().__init__()
         self.method = method
-        self.eps = float(eps)
+        self.eps = eps
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Output column names: ZCA keeps the input's feature space and names; PCA's
+        columns are components, "whiten0", "whiten1", … (as scikit-learn's PCA names its
+        "pca0", …).
+
+        Parameters
+        ----------
+        input_features : array-like of str or None
+            Checked against ``feature_names_in_`` as in scikit-learn.
+
+        Returns
+        -------
+        ndarray of str objects, shape (D,)
+        """
+        if self.method == "zca":
+            return OneToOneFeatureMixin.get_feature_names_out(self, input_features)
+        return ClassNamePrefixFeaturesOutMixin.get_feature_names_out(self, input_features)
+
+    @property
+    def _n_features_out(self) -> int:
+        # PCA keeps all D components (an AttributeError when unfitted, for check_is_fitted).
+        return self.n_features_in_
+
+    def _validate_params(self) -> None:
+        check_choice("method", self.method, _WHITEN_METHODS, owner="Whiten")
+        check_range("eps", self.eps, 0.0, low_open=True, owner="Whiten")
 
     def _finalize(self, m: _Moments) -> dict[str, Any]:
         if m.n < 2:
-            raise ValueError(f"Whiten: needs at least 2 samples for a covariance; got {m.n}")
+            raise ValueError(f"Whiten: needs at least 2 samples for a covariance; got {m.n} sample")
         covariance = m.m2 / (m.n - 1)
         covariance = (covariance + covariance.T) / 2
         _constant_feature_warning(
@@ -841,6 +937,10 @@ class Pipeline:
     that costs an eigendecomposition per batch for a ``Whiten`` in the middle.)
     ``state_dict`` keys are "<step name>.<key>", plus "_input.*" for the input moments.
 
+    Not a scikit-learn estimator (its constructor names and checks the steps, and its
+    steps must be trainlab's): the steps are, so scikit-learn's own
+    ``make_pipeline(Center(), Whiten())`` works too, without the one-pass streaming.
+
     Examples
     --------
     >>> pipe = Pipeline([Center(), ("white", Whiten("zca"))])
@@ -900,6 +1000,7 @@ class Pipeline:
     def transform(self, x: Tensor | np.ndarray) -> Tensor | np.ndarray:
         """Apply f_1, …, f_K in order."""
         self._check_fitted("transform")
+        x = _like_input(*_as_tensor(x, "Pipeline.transform"))  # a DataFrame's names go
         for _, step in self.steps:
             x = step.transform(x)
         return x
@@ -911,6 +1012,7 @@ class Pipeline:
     def inverse_transform(self, x: Tensor | np.ndarray) -> Tensor | np.ndarray:
         """Apply f_K⁻¹, …, f_1⁻¹ in order."""
         self._check_fitted("inverse_transform")
+        x = _like_input(*_as_tensor(x, "Pipeline.inverse_transform"))
         for _, step in reversed(self.steps):
             x = step.inverse_transform(x)
         return x
@@ -958,6 +1060,8 @@ class Pipeline:
         return "full" if "full" in kinds else "diag" if "diag" in kinds else "none"
 
     def _accumulate(self, x: Any, method: str) -> None:
+        for _, step in self.steps:
+            step._validate_params()
         where = f"Pipeline.{method}"
         t, _ = _as_tensor(x, where)
         _check_shape(t, where, two_d_only=any(step._two_d_only for _, step in self.steps))
@@ -1051,7 +1155,10 @@ def create(name: str, **params: Any) -> _Preprocessor:
     Raises
     ------
     HyperparameterError
-        If ``name`` is not one of ``NAMES`` (a ``ValueError``).
+        If ``name`` is not one of ``NAMES``, or a parameter is out of range (checked here,
+        at the boundary, though the constructor only stores it; a ``ValueError``).
     """
     check_choice("name", name, NAMES, owner="preprocess")
-    return _FACTORIES[name](**params)
+    estimator = _FACTORIES[name](**params)
+    estimator._validate_params()
+    return estimator
