@@ -76,47 +76,7 @@ def test_reference_equals_numpy_transcription_of_its_equation(cls, equation, kw,
 
 
 # --- torch ----------------------------------------------------------------------------------
-TORCH_CASES = [
-    (optim.SGD, dict(lr=0.05), torch.optim.SGD, dict(lr=0.05)),
-    (optim.SGD, dict(lr=0.05, momentum=0.9), torch.optim.SGD, dict(lr=0.05, momentum=0.9)),
-    (
-        optim.SGD,
-        dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
-        torch.optim.SGD,
-        dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
-    ),
-    (
-        optim.SGD,
-        dict(lr=0.05, momentum=0.9, dampening=0.5),
-        torch.optim.SGD,
-        dict(lr=0.05, momentum=0.9, dampening=0.5),
-    ),
-    (optim.RMSProp, dict(), torch.optim.RMSprop, dict()),
-    (optim.RMSProp, dict(centered=True), torch.optim.RMSprop, dict(centered=True)),
-    (
-        optim.RMSProp,
-        dict(momentum=0.9, weight_decay=0.01),
-        torch.optim.RMSprop,
-        dict(momentum=0.9, weight_decay=0.01),
-    ),
-    (
-        optim.RMSProp,
-        dict(centered=True, momentum=0.9),
-        torch.optim.RMSprop,
-        dict(centered=True, momentum=0.9),
-    ),
-    (optim.Adam, dict(), torch.optim.Adam, dict()),
-    (optim.Adam, dict(weight_decay=0.1), torch.optim.Adam, dict(weight_decay=0.1)),
-    (optim.Adam, dict(amsgrad=True), torch.optim.Adam, dict(amsgrad=True)),
-    (
-        optim.Adam,
-        dict(weight_decay=0.1, decoupled=True),
-        torch.optim.Adam,
-        dict(weight_decay=0.1, decoupled_weight_decay=True),
-    ),
-    (optim.AdamW, dict(), torch.optim.AdamW, dict()),
-    (optim.AdamW, dict(amsgrad=True, lr=0.01), torch.optim.AdamW, dict(amsgrad=True, lr=0.01)),
-]
+TORCH_CASES = T.TORCH_CASES
 
 
 def _losses_and_params(opt_cls, kw, params, steps=STEPS, seed=0):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from trainlab import optim
+
 
 def run_torch(make, w0: np.ndarray, grads: list[np.ndarray], dtype=torch.float64) -> np.ndarray:
     """The other side of every comparison: a torch optimizer ``make([w])`` over ``grads``."""
@@ -19,6 +21,57 @@ def run_torch(make, w0: np.ndarray, grads: list[np.ndarray], dtype=torch.float64
         w.grad = torch.tensor(g, dtype=dtype)
         opt.step()
     return w.detach().numpy()
+
+
+#: trainlab (run with convention="torch") and its torch.optim counterpart with the same
+#: settings: every branch of every equation that torch has.
+TORCH_CASES = [
+    (optim.SGD, dict(lr=0.05), torch.optim.SGD, dict(lr=0.05)),
+    (optim.SGD, dict(lr=0.05, momentum=0.9), torch.optim.SGD, dict(lr=0.05, momentum=0.9)),
+    (
+        optim.SGD,
+        dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+        torch.optim.SGD,
+        dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+    ),
+    (
+        optim.SGD,
+        dict(lr=0.05, momentum=0.9, dampening=0.5),
+        torch.optim.SGD,
+        dict(lr=0.05, momentum=0.9, dampening=0.5),
+    ),
+    (optim.RMSProp, dict(), torch.optim.RMSprop, dict()),
+    (
+        optim.RMSProp,
+        dict(rho=0.9, weight_decay=0.01),
+        torch.optim.RMSprop,
+        dict(alpha=0.9, weight_decay=0.01),
+    ),
+    (optim.RMSProp, dict(centered=True), torch.optim.RMSprop, dict(centered=True)),
+    (
+        optim.RMSProp,
+        dict(momentum=0.9, weight_decay=0.01),
+        torch.optim.RMSprop,
+        dict(momentum=0.9, weight_decay=0.01),
+    ),
+    (
+        optim.RMSProp,
+        dict(centered=True, momentum=0.9),
+        torch.optim.RMSprop,
+        dict(centered=True, momentum=0.9),
+    ),
+    (optim.Adam, dict(), torch.optim.Adam, dict()),
+    (optim.Adam, dict(weight_decay=0.1), torch.optim.Adam, dict(weight_decay=0.1)),
+    (optim.Adam, dict(amsgrad=True), torch.optim.Adam, dict(amsgrad=True)),
+    (
+        optim.Adam,
+        dict(weight_decay=0.1, decoupled=True),
+        torch.optim.Adam,
+        dict(weight_decay=0.1, decoupled_weight_decay=True),
+    ),
+    (optim.AdamW, dict(), torch.optim.AdamW, dict()),
+    (optim.AdamW, dict(amsgrad=True, lr=0.01), torch.optim.AdamW, dict(amsgrad=True, lr=0.01)),
+]
 
 
 # --- trainlab's equations, every switch ---------------------------------------------------

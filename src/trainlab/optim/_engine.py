@@ -26,16 +26,38 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from trainlab.errors import HyperparameterError, check_choice, check_range
 
 from ._precision import LOW_PRECISION, state_dtype
 from .flat import step_flat, zero_flat_grads
 
-__all__ = ["Optimizer", "TensorList", "CONVENTIONS", "IMPLEMENTATIONS"]
+__all__ = [
+    "Optimizer",
+    "TensorList",
+    "CONVENTIONS",
+    "IMPLEMENTATIONS",
+    "TORCH_SWITCHES",
+    "TRAINLAB_ONLY",
+]
 
 #: The frameworks whose conventions every optimizer can reproduce step for step.
 CONVENTIONS = ("lecture", "torch", "keras", "optax")
+
+#: torch.optim's switches that every trainlab optimizer takes too (keyword-only, as torch
+#: does), and their defaults. ``maximize=True`` ascends: ``g ← −g`` before anything else.
+#: They are not in a family's ``DEFAULTS``, so a run's config does not offer them (its
+#: loss is minimized).
+TORCH_SWITCHES: dict[str, Any] = {"maximize": False}
+
+#: torch.optim's param-group keys that choose how torch computes, not what: a torch state
+#: dict's are dropped on loading (``impl`` chooses here); torch fills in its defaults.
+_TORCH_ONLY_KEYS = ("foreach", "fused", "capturable", "differentiable")
+
+#: The param-group key of a state dict whose group's update torch.optim has no equation
+#: for (``"Adam(eps_hat=True)"``); a torch optimizer that loaded it refuses to step.
+TRAINLAB_ONLY = "trainlab_only"
 
 
 class TensorList:
@@ -114,11 +136,20 @@ class TensorList:
     def div(self, other: Any) -> TensorList:
         return TensorList(torch._foreach_div(self.tensors, self._unwrap(other)))
 
+    def neg(self) -> TensorList:
+        return TensorList(torch._foreach_neg(self.tensors))
+
     def sqrt(self) -> TensorList:
         return TensorList(torch._foreach_sqrt(self.tensors))
 
     def addcmul(self, a: TensorList, b: TensorList, value: float = 1.0) -> TensorList:
         return TensorList(torch._foreach_addcmul(self.tensors, a.tensors, b.tensors, value))
+
+
+def settings_on(settings: dict[str, Any]) -> str | None:
+    """The names of the settings that hold, joined (``"eps_hat=True, eps_in_sqrt=True"``),
+    or None: what :meth:`Optimizer.not_in_torch` returns."""
+    return ", ".join(name for name, on in settings.items() if on) or None
 
 
 def maximum_(a: Any, b: Any) -> Any:
@@ -175,13 +206,18 @@ class Optimizer(torch.optim.Optimizer):
 
     A subclass sets ``DEFAULTS`` (trainlab's defaults of every hyperparameter and
     switch), ``CONVENTIONS`` (per framework, the values that differ from ``DEFAULTS``),
-    ``RANGES`` (hyperparameter → (low, high, closed)) and implements
-    :meth:`init_state` and :meth:`update`.
+    ``RANGES`` (hyperparameter → (low, high, closed)), ``TORCH_NAMES`` (its keys that its
+    torch.optim counterpart names otherwise) and implements :meth:`state_keys`,
+    :meth:`update` and :meth:`not_in_torch`.
+
+    Its :meth:`state_dict` loads into the torch.optim counterpart, and a torch state dict
+    loads into it; either continues with the same steps (see :meth:`state_dict`).
     """
 
     DEFAULTS: dict[str, Any] = {}
     CONVENTIONS: dict[str, dict[str, Any]] = {}
     RANGES: dict[str, tuple[float, float, str]] = {}
+    TORCH_NAMES: dict[str, str] = {}
 
     def __init__(
         self,
@@ -193,7 +229,7 @@ class Optimizer(torch.optim.Optimizer):
         name = type(self).__name__
         if convention is not None:
             check_choice("convention", convention, CONVENTIONS, owner=name)
-        defaults = dict(self.DEFAULTS)
+        defaults = {**self.DEFAULTS, **TORCH_SWITCHES}
         if convention is not None:
             defaults.update(self.CONVENTIONS.get(convention, {}))
         # An argument the caller gave (not None) wins over the convention's default.
@@ -206,6 +242,18 @@ class Optimizer(torch.optim.Optimizer):
 
     # torch.optim.Optimizer calls this for the first and every later group.
     def add_param_group(self, param_group: dict) -> None:
+        # A group written for the torch counterpart names some keys as torch does (alpha).
+        for ours, theirs in self.TORCH_NAMES.items():
+            if theirs in param_group:
+                param_group = dict(param_group)
+                value = param_group.pop(theirs)
+                if param_group.setdefault(ours, value) != value:
+                    raise HyperparameterError(
+                        type(self).__name__,
+                        theirs,
+                        f"is torch's name of {ours}: give one of them, "
+                        f"got {theirs}={value!r} and {ours}={param_group[ours]!r}",
+                    )
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
@@ -240,7 +288,8 @@ class Optimizer(torch.optim.Optimizer):
                     check_range(f"betas[{i}]", b, **interval, owner=name)
             elif value is not None:
                 check_range(key, value, **interval, owner=name)
-        for key, default in self.DEFAULTS.items():  # a switch is true or false, not 3
+        # a switch is true or false, not 3
+        for key, default in {**self.DEFAULTS, **TORCH_SWITCHES}.items():
             if isinstance(default, bool) and not isinstance(hp.get(key, default), bool):
                 raise HyperparameterError(name, key, f"must be true or false, got {hp[key]!r}")
         check_choice("impl", hp.get("impl", "auto"), tuple(IMPLEMENTATIONS), owner=name)
@@ -257,9 +306,10 @@ class Optimizer(torch.optim.Optimizer):
         # but torch's: restore trainlab's.)
         self._flat = {}
         self.__dict__.setdefault("convention", None)
-        # A state dict saved by another optimizer (e.g. torch.optim.Adam) lacks trainlab's
-        # switches: fill them from this optimizer's defaults. torch keeps steps as tensors.
-        own = {**self.DEFAULTS, "impl": self.defaults.get("impl", "auto")}
+        # A group of a state dict saved before a switch existed lacks it: this optimizer's
+        # default fills it (load_state_dict gives a torch group torch's meaning first).
+        # torch keeps steps as tensors.
+        own = {**self.DEFAULTS, **TORCH_SWITCHES, "impl": self.defaults.get("impl", "auto")}
         for group in self.param_groups:
             for key in own:
                 group.setdefault(key, self.defaults.get(key, own[key]))
@@ -278,6 +328,11 @@ class Optimizer(torch.optim.Optimizer):
 
     def update(self, p, g, state: dict, group: dict, step: int) -> None:
         """Apply one step of the equation in place (tensors or TensorLists)."""
+        raise NotImplementedError
+
+    def not_in_torch(self, group: dict) -> str | None:
+        """The switches of ``group`` (``"eps_hat=True"``) whose update the torch.optim
+        counterpart has no equation for, or None when torch's equation is ``group``'s."""
         raise NotImplementedError
 
     # The step ---------------------------------------------------------------------------
@@ -329,13 +384,40 @@ class Optimizer(torch.optim.Optimizer):
             IMPLEMENTATIONS[group["impl"]](self, group)
         return loss
 
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state dict, which the torch.optim counterpart loads too.
+
+        Each param group carries trainlab's keys and, under torch's names, those torch
+        names otherwise (``TORCH_NAMES``: RMSProp's ``rho`` is torch's ``alpha``); the
+        state tensors have torch's names already. torch then continues with the same
+        steps. A group whose update torch has no equation for (``not_in_torch``: Keras'
+        ``eps_hat``, ``bias_correction=False`` …) is marked ``TRAINLAB_ONLY``, and a
+        torch optimizer that loaded it raises at its next step instead of going on with
+        another equation.
+        """
+        saved = super().state_dict()
+        for group in saved["param_groups"]:
+            for ours, theirs in self.TORCH_NAMES.items():
+                group[theirs] = group[ours]
+            lacking = self.not_in_torch(group)
+            if lacking is not None:
+                group[TRAINLAB_ONLY] = f"{type(self).__name__}({lacking})"
+        return saved
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state saved by :meth:`state_dict` (or by a torch optimizer).
+        """Load a state saved by :meth:`state_dict`, by trainlab before it wrote torch's
+        names, or by the torch.optim counterpart.
+
+        A torch group (one without ``impl``) keeps torch's meaning: its keys are renamed
+        (``alpha`` → ``rho``, ``decoupled_weight_decay`` → ``decoupled``), the switches it
+        lacks are torch's (``convention="torch"``), its ``maximize`` is honoured and its
+        ``foreach``/``fused``/``capturable``/``differentiable`` are dropped.
 
         torch casts each state tensor to its parameter's dtype; the state of a float16 or
         bfloat16 parameter is float32 here (``_precision.py``), and is restored as saved.
         """
-        super().load_state_dict(state_dict)
+        groups = [self._from_saved(group) for group in state_dict["param_groups"]]
+        super().load_state_dict({**state_dict, "param_groups": groups})
         saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
         params = [p for group in self.param_groups for p in group["params"]]
         for saved_id, p in zip(saved_ids, params):
@@ -344,6 +426,23 @@ class Optimizer(torch.optim.Optimizer):
             for key, value in state_dict["state"][saved_id].items():
                 if key != "step" and torch.is_tensor(value) and value.is_floating_point():
                     self.state[p][key] = value.to(device=p.device, dtype=torch.float32)
+
+    def _from_saved(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """A saved param group with trainlab's names and meaning (see load_state_dict)."""
+        group = {k: v for k, v in saved.items() if k != TRAINLAB_ONLY}
+        from_torch = "impl" not in group
+        for ours, theirs in self.TORCH_NAMES.items():
+            if theirs in group:
+                value = group.pop(theirs)
+                group.setdefault(ours, value)
+        if from_torch:
+            for key in _TORCH_ONLY_KEYS:
+                group.pop(key, None)
+            torchs = {**self.DEFAULTS, **self.CONVENTIONS.get("torch", {}), **TORCH_SWITCHES}
+            for key, value in torchs.items():
+                group.setdefault(key, value)
+            group["impl"] = self.defaults["impl"]
+        return group
 
     #: Tells a training loop that ``zero_grad(set_to_none=False)`` is the fast reset here
     #: (the Trainer then uses it): flat gradient buffers are zeroed in one pass.
@@ -374,3 +473,20 @@ def zeros_like(p: torch.Tensor) -> torch.Tensor:
     """A state tensor for ``p``: zeros of its shape, device and memory format, in float32
     for a float16/bfloat16 ``p`` (``_precision.py``), else in ``p``'s dtype."""
     return torch.zeros_like(p, dtype=state_dtype(p.dtype), memory_format=torch.preserve_format)
+
+
+def _refuse_trainlab_only(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """A torch optimizer that loaded a trainlab state dict whose update it lacks raises
+    before stepping (a global step pre-hook of torch.optim, registered on import)."""
+    if isinstance(optimizer, Optimizer):
+        return
+    for i, group in enumerate(optimizer.param_groups):
+        if TRAINLAB_ONLY in group:
+            raise ValueError(
+                f"{type(optimizer).__name__}: param group {i} was saved by "
+                f"trainlab.optim.{group[TRAINLAB_ONLY]}, an update torch.optim has no "
+                "equation for; load that state dict into the trainlab optimizer instead"
+            )
+
+
+register_optimizer_step_pre_hook(_refuse_trainlab_only)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import torch
 
-from ._engine import Optimizer, maximum_
+from ._engine import Optimizer, maximum_, settings_on
 from ._precision import in_float32
 
 __all__ = ["Adam", "AdamW"]
@@ -30,6 +30,7 @@ class Adam(Optimizer):
       (torch, Keras: of the raw s_t, then corrected); with ``amsgrad_corrected_max``
       (optax) the maximum is taken of the corrected ŝ
     * ``decoupled`` weight decay (AdamW, Keras): ``w ← w − lr·λ·w`` before the step.
+    * ``maximize`` (torch): ``g ← −g`` first.
 
     With ``β₁ = 0`` and no bias correction Adam is RMSProp with ``ρ = β₂`` (claim C7);
     in general it is RMSProp with g replaced by its moving average m (claim C6).
@@ -52,10 +53,15 @@ class Adam(Optimizer):
         The lecture: no bias correction; torch: trainlab's defaults; Keras:
         ``eps=1e-7, eps_hat, decoupled``; optax: ``amsgrad_corrected_max``.
         Explicit arguments win.
+    maximize : bool, optional
+        Ascend (torch's ``maximize``): ``g ← −g`` first, before weight decay. Default False.
     impl : {"auto", "flat", "reference", "foreach"}
 
     State per parameter: ``exp_avg`` (m), ``exp_avg_sq`` (s), ``max_exp_avg_sq``
-    (AMSGrad), ``step`` — torch's names, so a ``torch.optim.Adam`` state dict loads.
+    (AMSGrad), ``step`` — torch's names, so a ``torch.optim.Adam`` state dict loads. A
+    state dict names ``decoupled`` ``decoupled_weight_decay`` too, as torch does; torch
+    has no equation for ``bias_correction=False``, ``eps_hat``, ``eps_in_sqrt`` nor
+    ``amsgrad_corrected_max`` (with ``amsgrad``).
     """
 
     DEFAULTS = {
@@ -70,6 +76,7 @@ class Adam(Optimizer):
         "eps_in_sqrt": False,
         "amsgrad_corrected_max": False,
     }
+    TORCH_NAMES = {"decoupled": "decoupled_weight_decay"}
     CONVENTIONS = {
         "lecture": {"bias_correction": False},
         "torch": {},
@@ -97,6 +104,7 @@ class Adam(Optimizer):
         eps_in_sqrt: bool | None = None,
         amsgrad_corrected_max: bool | None = None,
         *,
+        maximize: bool | None = None,
         convention: str | None = None,
         impl: str = "auto",
     ):
@@ -111,8 +119,19 @@ class Adam(Optimizer):
             "decoupled": decoupled,
             "eps_in_sqrt": eps_in_sqrt,
             "amsgrad_corrected_max": amsgrad_corrected_max,
+            "maximize": maximize,
         }
         super().__init__(params, given, convention, impl)
+
+    def not_in_torch(self, group: dict) -> str | None:
+        return settings_on(
+            {
+                "bias_correction=False": not group["bias_correction"],
+                "eps_hat=True": group["eps_hat"],
+                "eps_in_sqrt=True": group["eps_in_sqrt"],
+                "amsgrad_corrected_max=True": group["amsgrad"] and group["amsgrad_corrected_max"],
+            }
+        )
 
     def state_keys(self, group: dict) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
@@ -125,6 +144,8 @@ class Adam(Optimizer):
             group["eps"],
             group["weight_decay"],
         )
+        if group["maximize"]:
+            g = g.neg()  # g ← −g: ascend (torch's maximize)
         if wd:
             if group["decoupled"]:
                 p.mul_(1 - lr * wd)  # w ← w − lr·λ·w

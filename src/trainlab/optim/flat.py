@@ -146,6 +146,9 @@ class KernelTensor:
     def div(self, other: Any) -> KernelTensor:
         return self._new(f"{self.name} / {self._arg(other)}")
 
+    def neg(self) -> KernelTensor:
+        return self._new(f"-{self.name}")
+
     def sqrt(self) -> KernelTensor:
         return self._new(f"torch.sqrt({self.name})")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from ._engine import Optimizer
+from ._engine import Optimizer, settings_on
 from ._precision import in_float32
 
 __all__ = ["RMSProp"]
@@ -25,6 +25,7 @@ class RMSProp(Optimizer):
       ``w_{t+1} = w_t − lr·b_t`` where ``d_t`` is the denominator above;
       with ``lr_in_buffer`` (Keras): ``b_t = μ·b_{t−1} + lr·g ⊘ d_t``; ``w_{t+1} = w_t − b_t``
     * ``decoupled`` weight decay (Keras): ``w ← w − lr·λ·w`` before the step.
+    * ``maximize`` (torch): ``g ← −g`` first.
 
     Unrolled, ``s_n = ρⁿ·s_0 + Σ_k ρ^{n−k}(1−ρ)·g_k²``: a moving average whose weights
     sum to ``1 − ρⁿ`` (claim C5).
@@ -49,10 +50,15 @@ class RMSProp(Optimizer):
         decoupled``; optax: ``eps_in_sqrt, lr_in_buffer`` (its chain scales by
         the learning rate before the momentum trace); the lecture: trainlab's defaults.
         Explicit arguments win.
+    maximize : bool, optional
+        Ascend (torch's ``maximize``): ``g ← −g`` first, before weight decay. Default False.
     impl : {"auto", "flat", "reference", "foreach"}
 
     State per parameter: ``square_avg`` (s), ``grad_avg`` (ḡ, centered),
-    ``momentum_buffer`` (b, momentum), ``step`` — torch's names.
+    ``momentum_buffer`` (b, momentum), ``step`` — torch's names. A state dict names ρ
+    ``alpha`` too, as ``torch.optim.RMSprop`` does; torch has no equation for
+    ``eps_in_sqrt``, for ``lr_in_buffer`` with momentum, nor for ``decoupled`` with weight
+    decay.
     """
 
     DEFAULTS = {
@@ -66,6 +72,7 @@ class RMSProp(Optimizer):
         "decoupled": False,
         "lr_in_buffer": False,
     }
+    TORCH_NAMES = {"rho": "alpha"}
     CONVENTIONS = {
         "lecture": {},
         "torch": {"lr": 1e-2, "rho": 0.99},
@@ -93,6 +100,7 @@ class RMSProp(Optimizer):
         decoupled: bool | None = None,
         lr_in_buffer: bool | None = None,
         *,
+        maximize: bool | None = None,
         convention: str | None = None,
         impl: str = "auto",
     ):
@@ -106,8 +114,18 @@ class RMSProp(Optimizer):
             "weight_decay": weight_decay,
             "decoupled": decoupled,
             "lr_in_buffer": lr_in_buffer,
+            "maximize": maximize,
         }
         super().__init__(params, given, convention, impl)
+
+    def not_in_torch(self, group: dict) -> str | None:
+        return settings_on(
+            {
+                "eps_in_sqrt=True": group["eps_in_sqrt"],
+                "lr_in_buffer=True": group["lr_in_buffer"] and group["momentum"],
+                "decoupled=True": group["decoupled"] and group["weight_decay"],
+            }
+        )
 
     def state_keys(self, group: dict) -> tuple[str, ...]:
         return (
@@ -119,6 +137,8 @@ class RMSProp(Optimizer):
     @in_float32
     def update(self, p, g, state: dict, group: dict, step: int) -> None:
         lr, rho, eps, wd = group["lr"], group["rho"], group["eps"], group["weight_decay"]
+        if group["maximize"]:
+            g = g.neg()  # g ← −g: ascend (torch's maximize)
         if wd:
             if group["decoupled"]:
                 p.mul_(1 - lr * wd)  # w ← w − lr·λ·w

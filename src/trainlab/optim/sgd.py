@@ -8,7 +8,7 @@ from typing import Any
 
 from trainlab.errors import HyperparameterError
 
-from ._engine import Optimizer
+from ._engine import Optimizer, settings_on
 from ._precision import in_float32
 
 __all__ = ["SGD"]
@@ -29,6 +29,7 @@ class SGD(Optimizer):
       keeps the old learning rates.
     * ``decoupled`` weight decay (Keras): ``w ← w − lr·λ·w`` before the step, instead
       of adding ``λ·w`` to the gradient.
+    * ``maximize`` (torch): ``g ← −g`` first.
 
     Parameters
     ----------
@@ -38,7 +39,8 @@ class SGD(Optimizer):
     momentum : float, optional
         ρ in [0, 1). Default 0 (plain SGD); the lecture suggests 0.9, 0.95 or 0.99.
     nesterov : bool, optional
-        Nesterov momentum (needs ``momentum > 0`` and no dampening).
+        Nesterov momentum (needs no dampening, and ``momentum > 0`` except in Keras' form,
+        ``lr_in_buffer``, where ρ = 0 is plain SGD, as in Keras).
     weight_decay : float, optional
         λ ≥ 0. Default 0.
     lr_in_buffer : bool, optional
@@ -51,11 +53,14 @@ class SGD(Optimizer):
         Sets every switch and default as that framework does; arguments given
         explicitly still win. ``"keras"``: ``lr_in_buffer=True, decoupled=True``; the
         others equal trainlab's defaults.
+    maximize : bool, optional
+        Ascend (torch's ``maximize``): ``g ← −g`` first, before weight decay. Default False.
     impl : {"auto", "flat", "reference", "foreach"}
         How the equation is applied (see :mod:`trainlab.optim`); same results.
 
     State per parameter: ``momentum_buffer`` (torch's name, so a ``torch.optim.SGD``
-    state dict loads), ``step``.
+    state dict loads), ``step``. ``torch.optim.SGD`` has no equation for
+    ``lr_in_buffer`` with momentum, nor for ``decoupled`` with weight decay.
     """
 
     DEFAULTS = {
@@ -91,6 +96,7 @@ class SGD(Optimizer):
         dampening: float | None = None,
         decoupled: bool | None = None,
         *,
+        maximize: bool | None = None,
         convention: str | None = None,
         impl: str = "auto",
     ):
@@ -104,17 +110,29 @@ class SGD(Optimizer):
             "lr_in_buffer": lr_in_buffer,
             "dampening": dampening,
             "decoupled": decoupled,
+            "maximize": maximize,
         }
         super().__init__(params, given, convention, impl)
 
     def check_switches(self, hp: dict[str, Any]) -> None:
-        if hp["nesterov"] and (hp["momentum"] <= 0 or hp["dampening"] != 0):
+        # Keras' form accepts ρ = 0 (plain SGD, as keras.optimizers.SGD(nesterov=True)
+        # does); torch's refuses it.
+        no_momentum = hp["momentum"] <= 0 and not hp["lr_in_buffer"]
+        if hp["nesterov"] and (no_momentum or hp["dampening"] != 0):
             raise HyperparameterError(
                 "SGD",
                 "nesterov",
-                "needs momentum > 0 and dampening = 0, "
+                "needs momentum > 0 (or lr_in_buffer=True, Keras' form) and dampening = 0, "
                 f"got momentum={hp['momentum']!r}, dampening={hp['dampening']!r}",
             )
+
+    def not_in_torch(self, group: dict) -> str | None:
+        return settings_on(
+            {
+                "lr_in_buffer=True": group["lr_in_buffer"] and group["momentum"],
+                "decoupled=True": group["decoupled"] and group["weight_decay"],
+            }
+        )
 
     def state_keys(self, group: dict) -> tuple[str, ...]:
         return ("momentum_buffer",) if group["momentum"] else ()
@@ -122,6 +140,8 @@ class SGD(Optimizer):
     @in_float32
     def update(self, p, g, state: dict, group: dict, step: int) -> None:
         lr, rho, wd = group["lr"], group["momentum"], group["weight_decay"]
+        if group["maximize"]:
+            g = g.neg()  # g ← −g: ascend (torch's maximize)
         if wd:
             if group["decoupled"]:
                 p.mul_(1 - lr * wd)  # w ← w − lr·λ·w

@@ -153,6 +153,9 @@ class _Rows:
     def div(self, other: Any) -> _Rows:
         return _Rows(self.t.div(self._u(other)))
 
+    def neg(self) -> _Rows:
+        return _Rows(self.t.neg())
+
     def sqrt(self) -> _Rows:
         return _Rows(self.t.sqrt())
 
