@@ -508,3 +508,35 @@ def test_to_dict_has_every_field():
         "message": "m",
         "stopped_early": False,
     }
+
+
+def _fastai_valley_index(losses: list[float]) -> int:
+    """fastai's ``valley`` (fastai/callback/schedule.py), transcribed from its description:
+    the longest strictly decreasing subsequence, ending at its first longest end ``e`` of
+    length ``L``; the valley starts at ``e − L``; the pick is ``start + ⌊s⌋ + ⌊s/2⌋`` with
+    ``s = (e − start)/3``. fastai applies it to the curve without its last 5 points."""
+    n = len(losses)
+    lds = [1] * n
+    start = end = 0
+    for i in range(1, n):
+        for j in range(i):
+            if losses[i] < losses[j] and lds[i] < lds[j] + 1:
+                lds[i] = lds[j] + 1
+            if lds[end] < lds[i]:
+                end, start = i, i - lds[i]
+    s = (end - start) / 3
+    return start + int(s) + int(s / 2)
+
+
+def test_valley_differs_from_fastais_rule_exactly_as_documented():
+    # a curve that falls, then still falls over its last points: fastai drops those 5, and
+    # starts and picks differently (docs/diagnose.md, suggest's docstring)
+    lrs = np.logspace(-6, 0, 60)
+    losses = list(2.0 - np.linspace(0, 1.5, 60) ** 2)  # strictly decreasing to the end
+    lr, _ = suggest(lrs, losses, rule="valley", skip=0)
+    e, length = 59, 60  # the whole curve is the chain
+    assert lr == lrs[(e - length + 1 + e) // 2]  # trainlab: its middle, index 29
+    f = _fastai_valley_index(losses[:-5])  # fastai: last 5 points dropped
+    # on 55 points the chain ends at 54, starts at 54 − 55 = −1 (fastai's off-by-one)
+    assert f == -1 + int(55 / 3) + int(55 / 3 / 2)  # = 26
+    assert lrs[f] < lr and round(math.log10(lr / lrs[f]), 6) == round(3 * 6 / 59, 6)
